@@ -1,0 +1,123 @@
+"""The plugin contract: every hook point of the toolbox, in one module.
+
+A plugin is a module (or object) that implements some of the hooks below,
+decorated with :data:`toolbox.plugins.hookimpl`. A distribution makes it
+discoverable by declaring an entry point in the ``toolbox.plugins`` group::
+
+    [project.entry-points."toolbox.plugins"]
+    my_plugin = "my_package.toolbox_plugin"
+
+After ``pip install``, every name the plugin returns can be used as
+``type=...`` in any config; no import line and no config change is needed.
+The built-in components are registered through these same hooks.
+
+Every hook takes no arguments and returns the components to register, as
+either a list of classes (registered under ``cls.__name__``) or a mapping of
+``name -> class``. To replace a component that another plugin already
+provides, wrap it: ``{"VoVNet": toolbox.plugins.override(MyVoVNet)}``; the
+replacement is logged. Without ``override``, two providers of one name in
+one hook point is an error naming both distributions.
+
+Hooks are called once, lazily, on the first registry lookup. Keep the plugin
+module's top level cheap; importing torch there is fine.
+"""
+import pluggy
+
+hookspec = pluggy.HookspecMarker("toolbox")
+
+#: The hook points, in the order the toolbox loads them. Each name is also the
+#: registry name in :mod:`toolbox.registry` and the section in ``toolbox plugins``.
+HOOK_POINTS = (
+    "backbones",
+    "necks",
+    "heads",
+    "losses",
+    "models",
+    "datasets",
+    "transforms",
+    "metrics",
+)
+
+
+@hookspec
+def toolbox_backbones():
+    """Return feature extractors (``nn.Module`` classes).
+
+    Contract: ``forward(images: Tensor[B, 3, H, W]) -> tuple[Tensor, ...]``,
+    one map per entry of ``out_indices``. Each instance declares
+    ``out_channels`` and ``out_strides`` (tuples, one entry per output) so
+    necks and heads infer their input channels, and ``size_divisor``, the
+    multiple the input height and width must be padded to. Take
+    ``out_indices``, ``frozen_stages`` and ``norm_eval`` where they make sense;
+    subclassing :class:`toolbox.models.backbones.base.Backbone` gives those.
+    """
+
+
+@hookspec
+def toolbox_necks():
+    """Return multi-scale fusion modules (``nn.Module`` classes).
+
+    Contract: take ``in_channels`` (a tuple, filled from the backbone's
+    ``out_channels``), ``forward(tuple[Tensor, ...]) -> tuple[Tensor, ...]``,
+    and declare ``out_channels`` and ``out_strides`` like a backbone.
+    """
+
+
+@hookspec
+def toolbox_heads():
+    """Return task heads (``nn.Module`` classes).
+
+    Contract: ``loss(feats, data_samples) -> dict[str, Tensor]`` (every key
+    containing ``loss`` is summed into the training objective) and
+    ``predict(feats, data_samples) -> list[InstanceData]`` in the input
+    image's coordinates. A head owns its target assignment and decoding, and
+    takes ``in_channels`` / ``strides`` from the neck or backbone.
+    """
+
+
+@hookspec
+def toolbox_losses():
+    """Return criteria (``nn.Module`` classes) used as ``loss_*`` of heads.
+
+    A loss that needs training-set statistics declares
+    ``needs_class_frequencies = True`` and a method
+    ``set_class_frequencies(instance_counts, image_counts)``; the engine calls
+    it with counts computed from the training dataset before training starts.
+    """
+
+
+@hookspec
+def toolbox_models():
+    """Return meta-architectures: detectors and segmentors.
+
+    Contract: an ``mmengine.model.BaseModel`` whose ``forward(inputs,
+    data_samples, mode)`` supports ``mode`` in ``{'loss', 'predict',
+    'tensor'}``; it builds its parts from the backbone/neck/head registries.
+    """
+
+
+@hookspec
+def toolbox_datasets():
+    """Return datasets (``torch.utils.data.Dataset`` classes).
+
+    Contract: items are ``dict(inputs=Tensor[3, H, W], data_samples=...)``
+    after the pipeline; ``metainfo['classes']`` names the categories; a
+    dataset that can, implements ``class_frequencies()`` for long-tail losses.
+    Bad files raise :class:`toolbox.errors.DataError` naming the path.
+    """
+
+
+@hookspec
+def toolbox_transforms():
+    """Return data pipeline steps (callables ``dict -> dict``).
+
+    A transform takes the result dict (``img``, ``gt_bboxes``,
+    ``gt_labels``, optional ``gt_masks``) and returns it updated; geometric
+    transforms keep boxes and masks in sync and record what they did in the
+    image meta so predictions map back to the original image.
+    """
+
+
+@hookspec
+def toolbox_metrics():
+    """Return evaluation metrics (``mmengine.evaluator.BaseMetric`` classes)."""

@@ -1,0 +1,151 @@
+"""One mmengine Registry per hook point, all under the ``toolbox`` scope.
+
+``BACKBONES.build(dict(type='VoVNet', ...))`` builds whatever plugin
+registered ``VoVNet``, built-in or third-party. Lookups load the plugins on
+first use (see :mod:`toolbox.plugins`), explain unknown names, and check
+constructor arguments before calling the constructor.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any
+
+from mmengine import registry as mme
+from mmengine.registry import Registry, build_from_cfg
+
+from toolbox.errors import ConfigArgumentError, UnknownComponentError
+
+SCOPE = "toolbox"
+LIST_COMMAND = "toolbox plugins"
+
+
+def _constructor_params(component) -> tuple[list[str], list[str], bool]:
+    """(accepted names, required names, takes **kwargs) of a constructor."""
+    target = component.__init__ if inspect.isclass(component) else component
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return [], [], True
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = [p.name for p in named if p.default is p.empty]
+    return [p.name for p in named], required, var_kw
+
+
+def check_arguments(component, args: dict, where: str) -> None:
+    """Raise :class:`ConfigArgumentError` for unknown or missing arguments."""
+    accepted, required, var_kw = _constructor_params(component)
+    name = getattr(component, "__name__", repr(component))
+    if not var_kw:
+        for key in args:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise ConfigArgumentError(
+                    f"{where} '{name}' got an unknown argument '{key}'.{hint} "
+                    f"Accepted arguments: {', '.join(accepted) or '(none)'}.")
+    missing = [r for r in required if r not in args]
+    if missing:
+        raise ConfigArgumentError(
+            f"{where} '{name}' is missing required argument(s): {', '.join(missing)}. "
+            f"Accepted arguments: {', '.join(accepted)}.")
+
+
+def build_checked(cfg: Any, registry: Registry, default_args: dict | None = None):
+    """Like mmengine's ``build_from_cfg`` with argument checks and clear errors."""
+    if isinstance(cfg, dict) and isinstance(cfg.get("type"), str):
+        component = registry.get(cfg["type"])
+        args = {k: v for k, v in cfg.items() if k not in ("type", "_scope_")}
+        for k, v in (default_args or {}).items():
+            args.setdefault(k, v)
+        where = getattr(registry, "kind", registry.name)
+        check_arguments(component, args, where)
+    return build_from_cfg(cfg, registry, default_args)
+
+
+class HookPointRegistry(Registry):
+    """An mmengine Registry filled lazily from the plugins of one hook point."""
+
+    def __init__(self, hook_point: str, kind: str, parent: Registry | None = None):
+        super().__init__(kind, parent=parent, scope=SCOPE, build_func=build_checked)
+        self.hook_point = hook_point
+        self.kind = kind
+        self.providers: dict[str, Any] = {}
+
+    def add_component(self, name: str, component, provider) -> None:
+        self._register_module(component, module_name=name, force=True)
+        self.providers[name] = provider
+
+    def names(self) -> list[str]:
+        from toolbox.plugins import ensure_loaded
+        ensure_loaded()
+        return sorted(self._module_dict)
+
+    def get(self, key: str):
+        from toolbox.plugins import ensure_loaded
+        ensure_loaded()
+        found = super().get(key)
+        if found is None and isinstance(key, str):
+            names = sorted(self._module_dict)
+            close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+            if not close:
+                close = [n for n in names if n.lower().startswith(key.lower()[:3])][:3]
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownComponentError(
+                f"unknown {self.kind} '{key}' (hook point '{self.hook_point}').{hint} "
+                f"Run `{LIST_COMMAND}` to list what is installed.")
+        return found
+
+    def __contains__(self, key) -> bool:
+        from toolbox.plugins import ensure_loaded
+        ensure_loaded()
+        return super().__contains__(key)
+
+
+# The hook-point registries. Models, datasets, transforms and metrics are
+# children of mmengine's roots so that mmengine's Runner finds them through
+# ``default_scope='toolbox'``; backbones, necks, heads and losses are built by
+# the models themselves.
+BACKBONES = HookPointRegistry("backbones", "backbone")
+NECKS = HookPointRegistry("necks", "neck")
+HEADS = HookPointRegistry("heads", "head")
+LOSSES = HookPointRegistry("losses", "loss")
+MODELS = HookPointRegistry("models", "model", parent=mme.MODELS)
+DATASETS = HookPointRegistry("datasets", "dataset", parent=mme.DATASETS)
+TRANSFORMS = HookPointRegistry("transforms", "transform", parent=mme.TRANSFORMS)
+METRICS = HookPointRegistry("metrics", "metric", parent=mme.METRICS)
+
+REGISTRIES: dict[str, HookPointRegistry] = {
+    r.hook_point: r
+    for r in (BACKBONES, NECKS, HEADS, LOSSES, MODELS, DATASETS, TRANSFORMS, METRICS)
+}
+
+# Plain children of mmengine's other roots, so building runner parts under the
+# ``toolbox`` scope finds mmengine's own hooks, optimizers, loops and so on.
+RUNNERS = Registry("runner", parent=mme.RUNNERS, scope=SCOPE)
+RUNNER_CONSTRUCTORS = Registry("runner constructor", parent=mme.RUNNER_CONSTRUCTORS, scope=SCOPE)
+LOOPS = Registry("loop", parent=mme.LOOPS, scope=SCOPE)
+HOOKS = Registry("hook", parent=mme.HOOKS, scope=SCOPE)
+LOG_PROCESSORS = Registry("log_processor", parent=mme.LOG_PROCESSORS, scope=SCOPE)
+OPTIMIZERS = Registry("optimizer", parent=mme.OPTIMIZERS, scope=SCOPE)
+OPTIM_WRAPPERS = Registry("optim_wrapper", parent=mme.OPTIM_WRAPPERS, scope=SCOPE)
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    "optimizer wrapper constructor", parent=mme.OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE)
+PARAM_SCHEDULERS = Registry("parameter scheduler", parent=mme.PARAM_SCHEDULERS, scope=SCOPE)
+EVALUATOR = Registry("evaluator", parent=mme.EVALUATOR, scope=SCOPE)
+DATA_SAMPLERS = Registry("data sampler", parent=mme.DATA_SAMPLERS, scope=SCOPE)
+FUNCTIONS = Registry("function", parent=mme.FUNCTIONS, scope=SCOPE)
+VISUALIZERS = Registry("visualizer", parent=mme.VISUALIZERS, scope=SCOPE)
+VISBACKENDS = Registry("vis_backend", parent=mme.VISBACKENDS, scope=SCOPE)
+MODEL_WRAPPERS = Registry("model_wrapper", parent=mme.MODEL_WRAPPERS, scope=SCOPE)
+WEIGHT_INITIALIZERS = Registry("weight initializer", parent=mme.WEIGHT_INITIALIZERS, scope=SCOPE)
+TASK_UTILS = Registry("task util", parent=mme.TASK_UTILS, scope=SCOPE)
+
+
+def clear_plugin_components() -> None:
+    """Empty the hook-point registries (used by :func:`toolbox.plugins.reset`)."""
+    for reg in REGISTRIES.values():
+        reg._module_dict.clear()
+        reg.providers.clear()

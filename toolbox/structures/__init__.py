@@ -1,0 +1,4 @@
+"""Boxes, box coders, anchors, assigners: the detection data structures."""
+from toolbox.structures.det_data_sample import DetDataSample
+
+__all__ = ["DetDataSample"]
