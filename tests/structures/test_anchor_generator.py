@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+
+from toolbox.structures import AnchorGenerator
+
+S2 = math.sqrt(2.0)
+
+
+def hand_anchors(stride, centre_offset, size=2):
+    """Anchors of a size x size map, one scale, ratios (0.5, 1, 2), listed by hand."""
+    half_wh = [(stride * S2 / 2, stride / S2 / 2),   # ratio h/w = 0.5: wide
+               (stride / 2, stride / 2),              # ratio 1
+               (stride / S2 / 2, stride * S2 / 2)]    # ratio 2: tall
+    rows = []
+    for y in range(size):
+        for x in range(size):
+            cx, cy = (x + centre_offset) * stride, (y + centre_offset) * stride
+            for hw, hh in half_wh:
+                rows.append([cx - hw, cy - hh, cx + hw, cy + hh])
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5])
+def test_tiny_case_matches_hand_computed_anchors(offset):
+    gen = AnchorGenerator(strides=[8], ratios=(0.5, 1.0, 2.0), scales=(1.0,), center_offset=offset)
+    assert gen.num_base_anchors == 3
+    (anchors,) = gen.grid_anchors([(2, 2)])
+    assert anchors.shape == (12, 4)
+    torch.testing.assert_close(anchors, hand_anchors(8, offset), atol=1e-5, rtol=0)
+    # offset 0: the first cell's square anchor is centred on the origin
+    if offset == 0.0:
+        torch.testing.assert_close(anchors[1], torch.tensor([-4.0, -4.0, 4.0, 4.0]))
+    else:
+        torch.testing.assert_close(anchors[1], torch.tensor([0.0, 0.0, 8.0, 8.0]))
+
+
+def test_anchor_order_is_y_x_anchor_and_levels_follow_strides():
+    gen = AnchorGenerator(strides=[8, 16], ratios=(1.0,), octave_base_scale=4, scales_per_octave=3)
+    assert gen.num_base_anchors == 3
+    lvl0, lvl1 = gen.grid_anchors([(3, 5), (2, 3)])
+    assert lvl0.shape == (3 * 5 * 3, 4) and lvl1.shape == (2 * 3 * 3, 4)
+    # scales 4 * 2**(k/3): square sizes 32, 40.3, 50.8 at stride 8
+    sizes = (lvl0[:3, 2] - lvl0[:3, 0]).tolist()
+    assert sizes == pytest.approx([32.0, 32 * 2 ** (1 / 3), 32 * 2 ** (2 / 3)], rel=1e-5)
+    assert (lvl1[:3, 2] - lvl1[:3, 0]).tolist() == pytest.approx([64.0, 64 * 2 ** (1 / 3),
+                                                                  64 * 2 ** (2 / 3)], rel=1e-5)
+    centres = ((lvl0[:, :2] + lvl0[:, 2:]) / 2).reshape(3, 5, 3, 2)
+    # index (y, x, a): the x centre varies along axis 1, the y centre along axis 0
+    assert torch.allclose(centres[1, 4, 2], torch.tensor([32.0, 8.0]))
+    assert torch.allclose(centres[2, 0, 0], torch.tensor([0.0, 16.0]))
+
+
+def test_valid_flags_mark_padding_cells_invalid():
+    gen = AnchorGenerator(strides=[8], ratios=(0.5, 1.0), scales=(1.0,))
+    (flags,) = gen.valid_flags([(4, 4)], img_shape=(20, 30))
+    cells = flags.reshape(4, 4, 2)
+    # ceil(20 / 8) = 3 valid rows, ceil(30 / 8) = 4 valid columns
+    assert cells[:3].all() and not cells[3].any()
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="not both"):
+        AnchorGenerator(strides=[8], scales=(1.0,), octave_base_scale=4, scales_per_octave=3)
+    with pytest.raises(ValueError, match="scales"):
+        AnchorGenerator(strides=[8])
+    with pytest.raises(ValueError, match="ratios"):
+        AnchorGenerator(strides=[8], scales=(1.0,), ratios=(0.0,))
+    gen = AnchorGenerator(strides=[8, 16], scales=(1.0,))
+    with pytest.raises(ValueError, match="2 levels"):
+        gen.grid_anchors([(2, 2)])

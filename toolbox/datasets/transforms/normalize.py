@@ -1,0 +1,32 @@
+"""Subtract the mean and divide by the standard deviation, per channel."""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Normalize"]
+
+
+class Normalize:
+    """``img = (img - mean) / std`` as float32; mean and std are RGB in 0..255.
+
+    The defaults are ImageNet's statistics (what torchvision/timm backbones
+    were trained with).
+    """
+
+    def __init__(self, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)):
+        self.mean = np.asarray(mean, np.float32).reshape(1, 1, -1)
+        self.std = np.asarray(std, np.float32).reshape(1, 1, -1)
+        if self.mean.size != 3 or self.std.size != 3:
+            raise ValueError(f"Normalize: mean and std need 3 values (RGB), got {mean!r}, {std!r}")
+        if (self.std <= 0).any():
+            raise ValueError(f"Normalize: std must be positive, got {std!r}")
+
+    def __call__(self, results: dict) -> dict:
+        img = results["img"].astype(np.float32)
+        results["img"] = (img - self.mean) / self.std
+        results["img_norm_cfg"] = dict(mean=self.mean.ravel().tolist(),
+                                       std=self.std.ravel().tolist())
+        return results
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean.ravel().tolist()}, std={self.std.ravel().tolist()})"

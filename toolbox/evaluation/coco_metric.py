@@ -1,0 +1,300 @@
+"""COCO box detection metrics computed with pycocotools.
+
+Ground truth is either a COCO JSON file (``ann_file``: real COCO, areas and
+``iscrowd`` as annotated) or built in memory from each data sample's
+``ori_gt_instances`` (``ignore`` -> ``iscrowd=1``, area = box area, so the
+small/medium/large split uses box areas rather than mask areas). Crowd boxes
+are then handled by pycocotools: a detection matched to one is ignored, and
+crowd boxes are never positives.
+
+The summary numbers are read from ``COCOeval.eval`` (the same reduction as
+``COCOeval.summarize``, whose fixed ``maxDets=100`` for AP this metric
+replaces by the largest of ``proposal_nums``); pycocotools' own printing is
+silenced and the summary and per-class tables are logged instead. A value of
+-1 means "no ground truth in that range", as in pycocotools.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from toolbox.evaluation._ap import (class_names, format_table, read_ground_truth,
+                                    read_predictions)
+
+__all__ = ["CocoMetric"]
+
+AREAS = (("all", ""), ("small", "_s"), ("medium", "_m"), ("large", "_l"))
+
+
+def _quiet():
+    """Swallow pycocotools' progress prints."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def _plain_id(img_id: Any):
+    if isinstance(img_id, torch.Tensor):
+        img_id = img_id.item()
+    return img_id.item() if isinstance(img_id, np.generic) else img_id
+
+
+class CocoMetric(BaseMetric):
+    """COCO bbox AP/AR.
+
+    Args:
+        ann_file: COCO JSON used as ground truth; None builds it from the data
+            samples' ``ori_gt_instances``.
+        metric: only ``'bbox'`` (masks are not predicted by this toolbox yet).
+        classwise: log a per-class AP table and return ``bbox_AP_<class>``.
+        outfile_prefix: when set, write the detections to
+            ``<outfile_prefix>.bbox.json`` (COCO results format: xywh boxes,
+            ``category_id`` from ``dataset_meta['cat_ids']`` or label + 1).
+        iou_thrs: IoU thresholds (default pycocotools' 0.50:0.05:0.95).
+        proposal_nums: detections kept per image for AR@n; AP uses the last.
+        collect_device, prefix, collect_dir: see ``mmengine.evaluator.BaseMetric``.
+
+    Returns (through ``evaluate``): ``coco/bbox_mAP``, ``coco/bbox_mAP_50``,
+    ``coco/bbox_mAP_75``, ``coco/bbox_mAP_{s,m,l}``, ``coco/AR@{n}`` for each
+    of ``proposal_nums`` and ``coco/AR_{s,m,l}@{last n}``.
+    """
+
+    default_prefix = "coco"
+
+    def __init__(self, ann_file: str | None = None, metric: str | Sequence[str] = "bbox",
+                 classwise: bool = True, outfile_prefix: str | None = None,
+                 iou_thrs: Sequence[float] | None = None,
+                 proposal_nums: Sequence[int] = (1, 10, 100),
+                 collect_device: str = "cpu", prefix: str = "coco",
+                 collect_dir: str | None = None):
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+        if metrics != ["bbox"]:
+            raise ValueError(f"metric must be 'bbox' (the only COCO metric supported), "
+                             f"got {metric!r}")
+        if ann_file is not None and not Path(ann_file).is_file():
+            raise FileNotFoundError(f"ann_file: COCO annotation file {ann_file!r} not found")
+        if iou_thrs is not None:
+            iou_thrs = np.asarray(sorted(float(t) for t in iou_thrs), np.float64)
+            if not iou_thrs.size or iou_thrs.min() <= 0 or iou_thrs.max() > 1:
+                raise ValueError(f"iou_thrs must be a non-empty sequence of numbers in "
+                                 f"(0, 1], got {iou_thrs.tolist()}")
+        nums = list(proposal_nums)
+        if not nums or any(not isinstance(n, int) or n <= 0 for n in nums) or nums != sorted(nums):
+            raise ValueError(f"proposal_nums must be increasing positive integers, "
+                             f"got {proposal_nums!r}")
+        self.ann_file = ann_file
+        self.classwise = classwise
+        self.outfile_prefix = outfile_prefix
+        self.iou_thrs = iou_thrs
+        self.proposal_nums = nums
+        self._coco_gt: COCO | None = None
+
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        """Keep each image's id, size, predictions and (without ann_file) GT."""
+        for sample in data_samples:
+            if not isinstance(sample, dict):
+                sample = sample.to_dict()
+            if "img_id" not in sample:
+                raise KeyError("data sample has no 'img_id' (the COCO image id); got keys "
+                               f"{sorted(sample)}")
+            self.results.append(dict(
+                img_id=_plain_id(sample["img_id"]),
+                ori_shape=tuple(int(v) for v in sample.get("ori_shape", (0, 0))[:2]),
+                pred=read_predictions(sample),
+                gt=read_ground_truth(sample) if self.ann_file is None else None))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        unique: dict = {}
+        for res in results:  # an image seen twice counts once
+            unique.setdefault(res["img_id"], res)
+        results = list(unique.values())
+
+        coco_gt = self._load_ann_file() if self.ann_file else None
+        classes, cat_ids = self._categories(results, coco_gt)
+        if coco_gt is None:
+            coco_gt, eval_ids = self._gt_from_samples(results, classes, cat_ids)
+        else:
+            missing = [r["img_id"] for r in results if r["img_id"] not in coco_gt.imgs]
+            if missing:
+                raise ValueError(f"img_id {missing[0]!r} of a data sample is not an image "
+                                 f"of ann_file {self.ann_file!r}")
+            eval_ids = [r["img_id"] for r in results]
+
+        detections = self._detections(results, cat_ids)
+        if self.outfile_prefix:
+            self._write_results(detections)
+        if not detections:
+            print_log("CocoMetric: no detections in any image; every AP and AR is 0.",
+                      logger="current", level=logging.WARNING)
+            return {key: 0.0 for key in self._summary_keys()}
+
+        to_eval_id = {r["img_id"]: i for r, i in zip(results, eval_ids)}
+        dets = [dict(d, image_id=to_eval_id[d["image_id"]]) for d in detections]
+        with _quiet():
+            coco_dt = coco_gt.loadRes(dets)
+            ev = COCOeval(coco_gt, coco_dt, "bbox")
+            ev.params.imgIds = list(eval_ids)
+            ev.params.catIds = list(cat_ids)
+            ev.params.maxDets = list(self.proposal_nums)
+            if self.iou_thrs is not None:
+                ev.params.iouThrs = self.iou_thrs
+            ev.evaluate()
+            ev.accumulate()
+
+        metrics = self._summarize(ev)
+        print_log("\n" + format_table(["metric", "value"], list(metrics.items()),
+                                      title="COCO bbox evaluation:"), logger="current")
+        if self.classwise:
+            metrics.update(self._per_class(ev, coco_gt, classes, eval_ids))
+        return metrics
+
+    # -- ground truth and categories -------------------------------------
+    def _load_ann_file(self) -> COCO:
+        if self._coco_gt is None:
+            with _quiet():
+                self._coco_gt = COCO(self.ann_file)
+        return self._coco_gt
+
+    def _categories(self, results: list, coco_gt: COCO | None) -> tuple[tuple, list]:
+        """Class names and the COCO category id of each contiguous label."""
+        meta = self.dataset_meta or {}
+        cat_ids = meta.get("cat_ids")
+        labels = [r["pred"]["labels"] for r in results]
+        labels += [r["gt"]["labels"] for r in results if r["gt"] is not None]
+        max_label = max((int(lab.max()) for lab in labels if lab.size), default=-1)
+        if coco_gt is not None and cat_ids is None:
+            by_name = {c["name"]: c["id"] for c in coco_gt.loadCats(coco_gt.getCatIds())}
+            if meta.get("classes") is not None and all(n in by_name for n in meta["classes"]):
+                cat_ids = [by_name[n] for n in meta["classes"]]
+            else:
+                cat_ids = sorted(by_name.values())
+        if coco_gt is not None and meta.get("classes") is None:
+            classes = tuple(coco_gt.cats[c]["name"] for c in cat_ids)
+        else:  # without names, one per category id (if given) or per label seen
+            span = max(max_label, len(cat_ids) - 1 if cat_ids is not None else -1)
+            classes = class_names(meta, span)
+        cat_ids = [int(c) for c in cat_ids] if cat_ids is not None else \
+            list(range(1, len(classes) + 1))
+        if len(cat_ids) != len(classes):
+            raise ValueError(f"dataset_meta: 'cat_ids' has {len(cat_ids)} entries but there "
+                             f"are {len(classes)} classes")
+        if max_label >= len(cat_ids):
+            raise ValueError(f"label {max_label} is out of range for the {len(cat_ids)} "
+                             "categories being evaluated")
+        return classes, cat_ids
+
+    def _gt_from_samples(self, results: list, classes: tuple, cat_ids: list):
+        """A COCO object from ``ori_gt_instances``, and the image ids it uses
+        (the samples' ids when they are all integers, else 1, 2, ...)."""
+        original = [r["img_id"] for r in results]
+        integers = all(isinstance(i, int) and not isinstance(i, bool) for i in original)
+        eval_ids = original if integers else list(range(1, len(results) + 1))
+        images, annotations = [], []
+        for res, img_id in zip(results, eval_ids):
+            height, width = res["ori_shape"]
+            images.append(dict(id=img_id, height=height, width=width))
+            gt = res["gt"]
+            for (x1, y1, x2, y2), label, ignore in zip(gt["bboxes"], gt["labels"], gt["ignore"]):
+                w, h = float(x2 - x1), float(y2 - y1)
+                annotations.append(dict(  # ids start at 1: pycocotools reads 0 as "unmatched"
+                    id=len(annotations) + 1, image_id=img_id,
+                    category_id=cat_ids[label], bbox=[float(x1), float(y1), w, h],
+                    area=w * h, iscrowd=0))
+        coco = COCO()
+        coco.dataset = dict(images=images, annotations=annotations,
+                            categories=[dict(id=c, name=n) for c, n in zip(cat_ids, classes)])
+        with _quiet():
+            coco.createIndex()
+        return coco, eval_ids
+
+    # -- detections ---------------------------------------------------------
+    @staticmethod
+    def _detections(results: list, cat_ids: list) -> list[dict]:
+        """Predictions in COCO results format (xywh boxes), with the samples' ids."""
+        dets = []
+        for res in results:
+            pred = res["pred"]
+            for (x1, y1, x2, y2), score, label in zip(pred["bboxes"], pred["scores"],
+                                                      pred["labels"]):
+                dets.append(dict(image_id=res["img_id"], category_id=cat_ids[label],
+                                 bbox=[float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                                 score=float(score)))
+        return dets
+
+    def _write_results(self, detections: list[dict]) -> None:
+        path = Path(f"{self.outfile_prefix}.bbox.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(detections))
+        print_log(f"CocoMetric: detections written to {path}", logger="current")
+
+    # -- summaries -----------------------------------------------------------
+    def _summary_keys(self) -> list[str]:
+        thrs = self.iou_thrs if self.iou_thrs is not None else np.linspace(0.5, 0.95, 10)
+        keys = ["bbox_mAP"] + [f"bbox_mAP_{round(t * 100)}" for t in (0.5, 0.75)
+                               if np.isclose(thrs, t).any()]
+        keys += [f"bbox_mAP{suffix}" for _, suffix in AREAS[1:]]
+        keys += [f"AR@{n}" for n in self.proposal_nums]
+        return keys + [f"AR{suffix}@{self.proposal_nums[-1]}" for _, suffix in AREAS[1:]]
+
+    @staticmethod
+    def _reduce(ev: COCOeval, precision: bool, iou=None, area="all", max_dets=None) -> float:
+        """Mean of the valid (> -1) entries, as ``COCOeval.summarize`` computes it."""
+        p = ev.params
+        values = ev.eval["precision" if precision else "recall"]  # [T,R,K,A,M] / [T,K,A,M]
+        if iou is not None:
+            values = values[np.isclose(p.iouThrs, iou)]
+        values = values[..., p.areaRngLbl.index(area), p.maxDets.index(max_dets)]
+        valid = values[values > -1]
+        return float(valid.mean()) if valid.size else -1.0
+
+    def _summarize(self, ev: COCOeval) -> dict[str, float]:
+        last = self.proposal_nums[-1]
+        out = {"bbox_mAP": self._reduce(ev, True, max_dets=last)}
+        for t in (0.5, 0.75):
+            if np.isclose(ev.params.iouThrs, t).any():
+                out[f"bbox_mAP_{round(t * 100)}"] = self._reduce(ev, True, t, max_dets=last)
+        for area, suffix in AREAS[1:]:
+            out[f"bbox_mAP{suffix}"] = self._reduce(ev, True, area=area, max_dets=last)
+        for n in self.proposal_nums:
+            out[f"AR@{n}"] = self._reduce(ev, False, max_dets=n)
+        for area, suffix in AREAS[1:]:
+            out[f"AR{suffix}@{last}"] = self._reduce(ev, False, area=area, max_dets=last)
+        return out
+
+    def _per_class(self, ev: COCOeval, coco_gt: COCO, classes: tuple,
+                   eval_ids: list) -> dict[str, float]:
+        """Per-class AP (all areas, most detections) logged as a table."""
+        thrs = ev.params.iouThrs
+        precision = ev.eval["precision"][:, :, :, 0, -1]  # [T, R, K]
+        columns = [("AP", np.ones(len(thrs), bool))]
+        columns += [(f"AP{round(t * 100)}", np.isclose(thrs, t)) for t in (0.5, 0.75)
+                    if np.isclose(thrs, t).any()]
+        gts = {c: 0 for c in ev.params.catIds}
+        for img_id in eval_ids:
+            for ann in coco_gt.imgToAnns.get(img_id, []):
+                if not ann.get("iscrowd", 0) and ann["category_id"] in gts:
+                    gts[ann["category_id"]] += 1
+
+        rows, out = [], {}
+        for k, (name, cat_id) in enumerate(zip(classes, ev.params.catIds)):
+            row = [name, gts[cat_id]]
+            for _, select in columns:
+                values = precision[select, :, k]
+                values = values[values > -1]
+                row.append(float(values.mean()) if values.size else float("nan"))
+            rows.append(row)
+            if not np.isnan(row[2]):
+                out[f"bbox_AP_{name.replace(' ', '_')}"] = row[2]
+        print_log("\n" + format_table(["category", "gts"] + [c for c, _ in columns], rows,
+                                      title="COCO bbox AP per category:"), logger="current")
+        return out

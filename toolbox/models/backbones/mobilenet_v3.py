@@ -1,0 +1,310 @@
+"""MobileNetV3 (Howard et al., "Searching for MobileNetV3", ICCV 2019).
+
+Inverted residual blocks (1x1 expansion, depthwise conv, optional
+squeeze-excitation with a hard-sigmoid gate, linear 1x1 projection) with ReLU
+or h-swish, exactly as in the paper's Tables 1 (Large) and 2 (Small) and in
+torchvision's ``mobilenet_v3_large`` / ``mobilenet_v3_small``.
+
+Outputs, like torchvision's detection extractors, are taken at the last layer
+of each resolution:
+
+=========  ======  ==========================  ==========================
+out index  stride  Large (width 1.0)           Small (width 1.0)
+=========  ======  ==========================  ==========================
+0          4       block 3 (24 ch)             block 1 (16 ch)
+1          8       block 6 (40 ch)             block 3 (24 ch)
+2          16      block 12 (112 ch)           block 8 (48 ch)
+3          32      final 1x1 conv (960 ch)     final 1x1 conv (576 ch)
+=========  ======  ==========================  ==========================
+
+The stride-32 output is the final 1x1 expansion conv (``features[-1]`` in
+torchvision, what ``fasterrcnn_mobilenet_v3_large_fpn`` feeds its FPN), so
+the backbone holds every weight of torchvision's ``features``.
+
+Stages (for ``frozen_stages``): the stem (stride-2 conv) is stage 0 and
+stage ``i`` (1..4) holds the blocks that end at output ``i - 1``. Stages after
+the last requested output are not built (as in detectron2 and timm).
+
+Layers are plain ``Conv2d -> BatchNorm2d -> activation`` sequences, so
+``mmcv.cnn.fuse_conv_bn`` folds every BatchNorm into its conv.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from toolbox.models.backbones.base import Backbone
+
+__all__ = ["MobileNetV3"]
+
+# Per block: (kernel, expanded channels, out channels, squeeze-excitation,
+# activation 'RE' = ReLU / 'HS' = h-swish, stride), paper Tables 1 and 2.
+_ARCHS = {
+    "large": (
+        (3, 16, 16, False, "RE", 1),
+        (3, 64, 24, False, "RE", 2),
+        (3, 72, 24, False, "RE", 1),
+        (5, 72, 40, True, "RE", 2),
+        (5, 120, 40, True, "RE", 1),
+        (5, 120, 40, True, "RE", 1),
+        (3, 240, 80, False, "HS", 2),
+        (3, 200, 80, False, "HS", 1),
+        (3, 184, 80, False, "HS", 1),
+        (3, 184, 80, False, "HS", 1),
+        (3, 480, 112, True, "HS", 1),
+        (3, 672, 112, True, "HS", 1),
+        (5, 672, 160, True, "HS", 2),
+        (5, 960, 160, True, "HS", 1),
+        (5, 960, 160, True, "HS", 1),
+    ),
+    "small": (
+        (3, 16, 16, True, "RE", 2),
+        (3, 72, 24, False, "RE", 2),
+        (3, 88, 24, False, "RE", 1),
+        (5, 96, 40, True, "HS", 2),
+        (5, 240, 40, True, "HS", 1),
+        (5, 240, 40, True, "HS", 1),
+        (5, 120, 48, True, "HS", 1),
+        (5, 144, 48, True, "HS", 1),
+        (5, 288, 96, True, "HS", 2),
+        (5, 576, 96, True, "HS", 1),
+        (5, 576, 96, True, "HS", 1),
+    ),
+}
+_STEM_CHANNELS = 16
+_LAST_CONV_EXPANSION = 6  # final 1x1 conv: 6x the last block's channels
+_NUM_OUTPUTS = 4
+# BatchNorm as in the paper's TF training (decay 0.99) and in torchvision.
+_BN_EPS, _BN_MOMENTUM = 1e-3, 0.01
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor``, at least
+    ``divisor`` and never more than 10% below ``value`` (MobileNet rule)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def _activation(name: str | None) -> nn.Module | None:
+    if name is None:
+        return None
+    return nn.Hardswish(inplace=True) if name == "HS" else nn.ReLU(inplace=True)
+
+
+class ConvNormAct(nn.Sequential):
+    """``Conv2d`` (no bias, 'same' padding) -> ``BatchNorm2d`` -> activation."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
+                 stride: int = 1, groups: int = 1, act: str | None = None):
+        layers = OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                           padding=(kernel_size - 1) // 2, groups=groups, bias=False),
+            bn=nn.BatchNorm2d(out_channels, eps=_BN_EPS, momentum=_BN_MOMENTUM))
+        if act is not None:
+            layers["act"] = _activation(act)
+        super().__init__(layers)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gate: global average -> 1x1 reduce -> ReLU -> 1x1 expand ->
+    hard-sigmoid, multiplied into the input."""
+
+    def __init__(self, channels: int, squeeze_channels: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeeze_channels, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(squeeze_channels, channels, 1)
+        self.gate = nn.Hardsigmoid(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.expand(self.relu(self.reduce(scale))))
+
+
+class InvertedResidual(nn.Sequential):
+    """expand (skipped when it would be the identity width) -> depthwise ->
+    SE (optional) -> linear project, plus the input when shapes allow."""
+
+    def __init__(self, in_channels: int, kernel: int, expanded: int, out_channels: int,
+                 use_se: bool, act: str, stride: int):
+        layers = OrderedDict()
+        if expanded != in_channels:
+            layers["expand"] = ConvNormAct(in_channels, expanded, 1, act=act)
+        layers["depthwise"] = ConvNormAct(expanded, expanded, kernel, stride,
+                                          groups=expanded, act=act)
+        if use_se:
+            layers["se"] = SqueezeExcite(expanded, make_divisible(expanded // 4))
+        layers["project"] = ConvNormAct(expanded, out_channels, 1)
+        super().__init__(layers)
+        self.use_residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out + x if self.use_residual else out
+
+
+class MobileNetV3(Backbone):
+    """MobileNetV3-Large/Small returning the maps at strides 4, 8, 16, 32.
+
+    Args:
+        arch: ``'large'`` or ``'small'``.
+        width_mult: channel multiplier; every width is rounded to a multiple
+            of 8 (:func:`make_divisible`), as in the paper and torchvision.
+        out_indices: which of the 4 outputs (strides 4/8/16/32) to return.
+        frozen_stages: freeze the stem (0) and stages ``1..frozen_stages``;
+            -1 freezes nothing.
+        norm_eval: keep every BatchNorm in eval mode during training.
+    """
+
+    def __init__(self, arch: str = "large", width_mult: float = 1.0,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 norm_eval: bool = False, init_cfg=None):
+        if arch not in _ARCHS:
+            raise ValueError(f"MobileNetV3: arch must be one of {sorted(_ARCHS)}, got {arch!r}")
+        if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) \
+                or width_mult <= 0:
+            raise ValueError(f"MobileNetV3: width_mult must be a positive number, got {width_mult!r}")
+        out_indices = _check_out_indices(out_indices, _NUM_OUTPUTS, "MobileNetV3")
+        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= _NUM_OUTPUTS):
+            raise ValueError(f"MobileNetV3: frozen_stages must be an int in [-1, {_NUM_OUTPUTS}], "
+                             f"got {frozen_stages!r}")
+        super().__init__(frozen_stages=frozen_stages, norm_eval=norm_eval, init_cfg=init_cfg)
+        self.arch = arch
+        self.width_mult = width_mult
+        self.out_indices = out_indices
+        self.num_stages = max(out_indices) + 1  # stages after the last output are not built
+
+        def width(channels: int) -> int:
+            return make_divisible(channels * width_mult)
+
+        in_ch = width(_STEM_CHANNELS)
+        self.stem = ConvNormAct(3, in_ch, 3, stride=2, act="HS")
+        # Stage i + 1 holds the blocks whose output has stride 2 ** (i + 2);
+        # Large's first block (still at stride 2) joins stage 1.
+        stage_blocks: list[list[nn.Module]] = [[] for _ in range(_NUM_OUTPUTS)]
+        stage_widths = [0] * _NUM_OUTPUTS
+        total_stride = 2
+        for kernel, expanded, out, use_se, act, stride in _ARCHS[arch]:
+            total_stride *= stride
+            stage = max(0, total_stride.bit_length() - 3)  # stride 4 -> 0, ..., 32 -> 3
+            block = InvertedResidual(in_ch, kernel, width(expanded), width(out), use_se, act,
+                                     stride)
+            stage_blocks[stage].append(block)
+            in_ch = stage_widths[stage] = width(out)
+        last_width = _LAST_CONV_EXPANSION * in_ch
+        stage_widths[-1] = last_width
+
+        for stage_index in range(self.num_stages):
+            layers = OrderedDict((str(i), b) for i, b in enumerate(stage_blocks[stage_index]))
+            if stage_index == _NUM_OUTPUTS - 1:
+                layers["last_conv"] = ConvNormAct(in_ch, last_width, 1, act="HS")
+            self.add_module(f"stage{stage_index + 1}", nn.Sequential(layers))
+        # (qualified name, layer names) of every block of the arch, built or
+        # not, in torchvision's ``features`` order: the key mapping reads it.
+        self._block_layout = tuple(
+            (f"stage{s + 1}.{i}", tuple(block._modules))
+            for s, blocks in enumerate(stage_blocks) for i, block in enumerate(blocks))
+
+        self._stage_names = tuple(f"stage{i + 1}" for i in range(self.num_stages))
+        self._keep = tuple(i in out_indices for i in range(self.num_stages))
+        self.out_channels = tuple(stage_widths[i] for i in out_indices)
+        self.out_strides = tuple(2 ** (i + 2) for i in out_indices)
+        self.size_divisor = max(self.out_strides)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """torchvision's initialisation: Kaiming-normal (fan-out) convs."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def stages(self) -> list[nn.Module]:
+        return [self.stem] + [getattr(self, name) for name in self._stage_names]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.stem(x)
+        outs = []
+        for name, keep in zip(self._stage_names, self._keep):
+            x = getattr(self, name)(x)
+            if keep:
+                outs.append(x)
+        return tuple(outs)
+
+    # -- torchvision weights -------------------------------------------------
+    def reference_key_map(self) -> dict[str, str | None]:
+        """torchvision module path -> this module's path (None: not built)."""
+        mapping: dict[str, str | None] = {"features.0.0": "stem.conv", "features.0.1": "stem.bn"}
+        built = {f"stage{i + 1}" for i in range(self.num_stages)}
+
+        def conv_norm(tv: str, ours: str | None) -> None:
+            mapping[f"{tv}.0"] = f"{ours}.conv" if ours else None
+            mapping[f"{tv}.1"] = f"{ours}.bn" if ours else None
+
+        for index, (name, parts) in enumerate(self._block_layout):
+            tv_block = f"features.{index + 1}.block"
+            ours = name if name.split(".")[0] in built else None
+            for position, part in enumerate(parts):
+                tv = f"{tv_block}.{position}"
+                if part == "se":
+                    mapping[f"{tv}.fc1"] = f"{ours}.se.reduce" if ours else None
+                    mapping[f"{tv}.fc2"] = f"{ours}.se.expand" if ours else None
+                else:
+                    conv_norm(tv, f"{ours}.{part}" if ours else None)
+        last = f"stage{_NUM_OUTPUTS}"
+        conv_norm(f"features.{len(self._block_layout) + 1}",
+                  f"{last}.last_conv" if last in built else None)
+        return mapping
+
+    def convert_reference_state_dict(self, state_dict: Mapping[str, torch.Tensor]
+                                      ) -> "OrderedDict[str, torch.Tensor]":
+        """Rename a torchvision ``mobilenet_v3_{large,small}`` state dict.
+
+        The classifier and the layers of stages that were not built are
+        dropped; any other unknown key is an error.
+        """
+        return _rename_by_module(state_dict, self.reference_key_map(), ("classifier.",),
+                                 "MobileNetV3", f"torchvision mobilenet_v3_{self.arch}")
+
+
+def _check_out_indices(out_indices, num_outputs: int, who: str) -> tuple[int, ...]:
+    try:
+        indices = tuple(out_indices)
+    except TypeError:
+        indices = None
+    if (not indices or any(not isinstance(i, int) or isinstance(i, bool) for i in indices)
+            or any(not 0 <= i < num_outputs for i in indices)
+            or any(a >= b for a, b in zip(indices, indices[1:]))):
+        raise ValueError(f"{who}: out_indices must be a non-empty, strictly increasing sequence "
+                         f"of ints in [0, {num_outputs - 1}], got {out_indices!r}")
+    return indices
+
+
+def _rename_by_module(state_dict: Mapping[str, torch.Tensor], module_map: Mapping[str, str | None],
+                      drop_prefixes: Sequence[str], who: str, source: str
+                      ) -> "OrderedDict[str, torch.Tensor]":
+    """Rename ``module.path.leaf`` keys through ``module_map``; a module mapped
+    to None or under ``drop_prefixes`` is dropped, anything else unknown is
+    an error."""
+    renamed: OrderedDict[str, torch.Tensor] = OrderedDict()
+    unknown = []
+    for key, value in state_dict.items():
+        module, _, leaf = key.rpartition(".")
+        if module in module_map:
+            if module_map[module] is not None:
+                renamed[f"{module_map[module]}.{leaf}"] = value
+        elif not key.startswith(tuple(drop_prefixes)):
+            unknown.append(key)
+    if unknown:
+        raise KeyError(f"{who}.convert_reference_state_dict: {len(unknown)} key(s) are not part "
+                       f"of a {source} state dict, e.g. {unknown[:5]}")
+    return renamed
