@@ -51,3 +51,24 @@ class CrashAtEpoch(Hook):
     def before_train_epoch(self, runner):
         if runner.epoch == self.epoch:
             os._exit(17)
+
+
+@HOOKS.register_module(force=True)
+class DumpRankWeights(Hook):
+    """Saves each rank's parameters before and after training (DDP tests).
+
+    Only parameters: BN running statistics are per-rank unless SyncBN is used
+    (mmengine's DDP wrapper does not broadcast buffers)."""
+
+    def _dump(self, runner, tag):
+        import torch.distributed as dist
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        torch.save({k: v.detach().clone() for k, v in model.named_parameters()},
+                   os.path.join(runner.work_dir, f"{tag}_rank{rank}.pt"))
+
+    def before_train(self, runner):
+        self._dump(runner, "init")
+
+    def after_train(self, runner):
+        self._dump(runner, "final")

@@ -230,8 +230,8 @@ def render_image(rng, spec: SyntheticSpec, labels: list[int]) -> tuple[np.ndarra
     owner = np.full((size, size), -1, np.int32)
     objects: list[dict] = []
     lo, hi = np.log(spec.min_object_size), np.log(size * 0.5)
-    mid = np.log(max(spec.min_object_size + 1, 36))
-    sizes = [float(np.exp(rng.uniform(lo, mid) if rng.random() < 0.3 else rng.uniform(mid, hi)))
+    mid = np.log(max(spec.min_object_size + 1, 32))
+    sizes = [float(np.exp(rng.uniform(lo, mid) if rng.random() < 0.25 else rng.uniform(mid, hi)))
              for _ in labels]
     order = np.argsort(-np.asarray(sizes), kind="stable")  # big shapes at the back
     for j in order:

@@ -209,7 +209,7 @@ class CocoMetric(BaseMetric):
                 annotations.append(dict(  # ids start at 1: pycocotools reads 0 as "unmatched"
                     id=len(annotations) + 1, image_id=img_id,
                     category_id=cat_ids[label], bbox=[float(x1), float(y1), w, h],
-                    area=w * h, iscrowd=0))
+                    area=w * h, iscrowd=int(ignore)))
         coco = COCO()
         coco.dataset = dict(images=images, annotations=annotations,
                             categories=[dict(id=c, name=n) for c, n in zip(cat_ids, classes)])

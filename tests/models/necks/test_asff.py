@@ -24,7 +24,7 @@ def test_shapes_and_weights(channels, out_channels):
     strides = STRIDES[:n]
     outc = 12 if out_channels == "int" else tuple(range(5, 5 + n))
     neck = ASFF(channels, strides, outc, compress_channels=4, return_weights=True).eval()
-    inputs = _inputs(channels, strides)
+    inputs = _inputs(channels, strides, size=(40, 32))
     outs, weights = neck(inputs)
     expected_c = (outc,) * n if isinstance(outc, int) else outc
     assert neck.out_channels == expected_c
