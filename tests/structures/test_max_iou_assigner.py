@@ -62,3 +62,10 @@ def test_bad_arguments():
         MaxIoUAssigner(0.4, 0.5)
     with pytest.raises(ValueError, match="gt_bboxes"):
         MaxIoUAssigner(0.5, 0.4).assign(PRIORS, torch.zeros(3))
+
+
+def test_ignore_regions_without_gt():
+    assigner = MaxIoUAssigner(0.5, 0.4, ignore_iof_thr=0.5)
+    result = assigner.assign(PRIORS, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long),
+                             ignored_bboxes=torch.tensor([[0.0, 0, 10, 10]]))
+    assert result.gt_inds.tolist() == [-1, -1, -1, -1, 0, 0, 0]

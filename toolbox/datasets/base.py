@@ -141,7 +141,9 @@ def decode_coco_segmentation(seg: Any, height: int, width: int) -> np.ndarray:
             rle["counts"] = rle["counts"].encode("ascii")
     else:
         raise DataError(f"unsupported segmentation of type {type(seg).__name__}")
-    return mask_utils.decode(rle).astype(np.uint8)
+    with warnings.catch_warnings():  # pycocotools vs numpy 2 'copy' keyword notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------

@@ -120,19 +120,23 @@ class MaxIoUAssigner:
         gt_inds = priors.new_full((num_priors,), -1, dtype=torch.long)
         labels = priors.new_full((num_priors,), -1, dtype=torch.long)
 
-        if num_gts == 0 or num_priors == 0:
-            max_overlaps = priors.new_zeros((num_priors,))
-            if num_gts == 0:
-                gt_inds.zero_()  # nothing to match: every prior is background
-            return AssignResult(num_gts, gt_inds, max_overlaps, labels)
-
-        overlaps = box_iou(gt_bboxes.to(priors.dtype), priors)  # [G, N]
+        if num_priors == 0:
+            return AssignResult(num_gts, gt_inds, priors.new_zeros((0,)), labels)
+        ignore = None
         if (self.ignore_iof_thr > 0 and ignored_bboxes is not None
                 and ignored_bboxes.numel() > 0):
             self._check_boxes(ignored_bboxes, "ignored_bboxes")
             iof = box_iof(priors, ignored_bboxes.to(priors.dtype)).max(dim=1).values
-            overlaps[:, iof > self.ignore_iof_thr] = -1
+            ignore = iof > self.ignore_iof_thr
+        if num_gts == 0:  # nothing to match: every prior is background
+            gt_inds.zero_()
+            if ignore is not None:
+                gt_inds[ignore] = -1
+            return AssignResult(num_gts, gt_inds, priors.new_zeros((num_priors,)), labels)
 
+        overlaps = box_iou(gt_bboxes.to(priors.dtype), priors)  # [G, N]
+        if ignore is not None:
+            overlaps[:, ignore] = -1
         max_overlaps, argmax = overlaps.max(dim=0)
         lo, hi = self.neg_range
         gt_inds[(max_overlaps >= lo) & (max_overlaps < hi)] = 0
@@ -141,12 +145,15 @@ class MaxIoUAssigner:
 
         if self.match_low_quality:
             gt_max, gt_argmax = overlaps.max(dim=1)
-            for i in range(num_gts):
-                if gt_max[i] < self.min_pos_iou or gt_max[i] <= 0:
-                    continue
-                if self.gt_max_assign_all:
-                    gt_inds[overlaps[i] == gt_max[i]] = i + 1
-                else:
+            claims = (gt_max >= self.min_pos_iou) & (gt_max > 0)
+            if self.gt_max_assign_all:
+                # every prior tied with a gt's best IoU; the last such gt wins
+                ties = (overlaps == gt_max[:, None]) & claims[:, None]
+                order = torch.arange(1, num_gts + 1, device=device)[:, None]
+                best = torch.where(ties, order, torch.zeros_like(order)).max(dim=0).values
+                gt_inds = torch.where(best > 0, best, gt_inds)
+            else:
+                for i in torch.nonzero(claims).flatten().tolist():
                     gt_inds[gt_argmax[i]] = i + 1
 
         if gt_labels is not None:

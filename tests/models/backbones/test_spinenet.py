@@ -4,6 +4,8 @@ Heavy checks (all five archs, the paper's input sizes) run on the ``meta``
 device: modules and tensors carry shapes but no data, so parameter counts and
 ``FlopCounterMode`` are exact and instant. Real computation uses SpineNet-49S.
 """
+import functools
+
 import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -42,9 +44,24 @@ def retinanet_head_macs(width: int, num_convs: int, size: int) -> int:
     return per_position * positions
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The shared CPU is oversubscribed; intra-op threads then spin for nothing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def meta_spinenet(**kwargs) -> SpineNet:
     with torch.device("meta"):
         return SpineNet(**kwargs).eval()
+
+
+@functools.lru_cache(maxsize=None)
+def meta_default(arch: str) -> SpineNet:
+    """One shared (never modified) meta model per arch with default arguments."""
+    return meta_spinenet(arch=arch)
 
 
 def num_params(module) -> int:
@@ -57,7 +74,7 @@ def num_params(module) -> int:
 def test_depth_matches_the_name(arch):
     """The paper names models like ResNet-50 (49 convs + 1 fc): stem conv +
     weighted layers of every block + 1. A bottleneck has 3, a residual 2."""
-    model = meta_spinenet(arch=arch)
+    model = meta_default(arch)
     units = [m for m in model.modules() if type(m).__name__ == "_ResidualUnit"]
     depth = 1 + sum(len(u.branch) for u in units) + 1
     assert depth == int(arch.rstrip("S"))
@@ -66,7 +83,7 @@ def test_depth_matches_the_name(arch):
 def test_unused_block_is_summed_into_the_p5_output_block():
     """Hand-traced from the spec: block 11 (L5 bottleneck) has no consumer when
     output block 14 (L5 bottleneck, same channels) is built; no other merge."""
-    model = meta_spinenet(arch="49")
+    model = meta_default("49")
     merges = {k: node.extra_inputs for k, node in model.nodes.items() if node.extra_inputs}
     assert merges == {"14": (11,)}
 
@@ -75,7 +92,7 @@ def test_unused_block_is_summed_into_the_p5_output_block():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_output_shapes_strides_channels(arch):
-    model = meta_spinenet(arch=arch)
+    model = meta_default(arch)
     width = {"49S": 128, "190": 512}.get(arch, 256)
     assert model.out_channels == (width,) * 5
     assert model.out_strides == (8, 16, 32, 64, 128)
@@ -121,7 +138,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="frozen_stages"):
         SpineNet(arch="49S", frozen_stages=2)
     with pytest.raises(ValueError, match="images"):
-        meta_spinenet(arch="49S")(torch.empty(1, 128, 128, device="meta"))
+        meta_default("49S")(torch.empty(1, 128, 128, device="meta"))
     with pytest.raises(Exception, match="unknown argument 'depth'"):
         BACKBONES.build(dict(type="SpineNet", depth=49))
 
@@ -141,7 +158,7 @@ def test_frozen_stem_norm_eval_and_drop_path():
 
 def _total_params_m(arch: str) -> float:
     width, convs = HEAD[arch]
-    return (num_params(meta_spinenet(arch=arch)) + retinanet_head_params(width, convs)) / 1e6
+    return (num_params(meta_default(arch)) + retinanet_head_params(width, convs)) / 1e6
 
 
 @pytest.mark.parametrize("arch", ["49", "96", "143", "190"])
@@ -155,7 +172,7 @@ def test_params_49S_match_independent_pytorch_port():
     """yan-roo/SpineNet-Pytorch reports 11.15M for SpineNet-49S + RetinaNet
     (80 classes), built from the same published rules as this file."""
     width, convs = HEAD["49S"]
-    total = num_params(meta_spinenet(arch="49S")) + retinanet_head_params(width, convs, 80)
+    total = num_params(meta_default("49S")) + retinanet_head_params(width, convs, 80)
     assert total / 1e6 == pytest.approx(11.15, rel=5e-3)
 
 
@@ -169,7 +186,7 @@ def test_flops_49_with_retinanet_head_match_paper():
     """The paper counts multiply-adds; FlopCounterMode counts 2 per MAC.
     Only convs are counted (BN, activations, pooling are not): 1% tolerance."""
     size = PAPER["49"][0]
-    model = meta_spinenet(arch="49")
+    model = meta_default("49")
     with FlopCounterMode(display=False) as counter:
         model(torch.empty(1, 3, size, size, device="meta"))
     macs = counter.get_total_flops() / 2 + retinanet_head_macs(*HEAD["49"], size)

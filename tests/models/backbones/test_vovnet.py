@@ -66,11 +66,17 @@ def _to_features_keys(state_dict):
 
 
 def _reference(arch: str):
-    """(timm classifier-less model, timm features_only model), same weights."""
+    """(timm classifier-less model, timm features_only model), same weights.
+
+    Only the first is initialised; the second is built on the meta device
+    and takes the first's tensors (``assign=True``), which keeps the full-size
+    models cheap to build.
+    """
     plain = _timm_model(arch, num_classes=0)
     _perturb_norms(plain)
-    features = _timm_model(arch, features_only=True, out_indices=(1, 2, 3, 4))
-    features.load_state_dict(_to_features_keys(plain.state_dict()))
+    with torch.device("meta"):
+        features = _timm_model(arch, features_only=True, out_indices=(1, 2, 3, 4))
+    features.load_state_dict(_to_features_keys(plain.state_dict()), assign=True)
     return plain, features.eval()
 
 
@@ -86,11 +92,12 @@ def _max_diff(outs, refs) -> float:
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_matches_timm(arch):
     plain, features = _reference(arch)
-    model = VoVNet(arch=arch)
+    with torch.device("meta"):  # weights all come from timm (load_reference: below)
+        model = VoVNet(arch=arch)
     assert _num_params(model) == _num_params(plain) == _num_params(features)
     assert model.out_channels == tuple(features.feature_info.channels())
     assert model.out_strides == tuple(features.feature_info.reduction())
-    model.load_reference(plain.state_dict())
+    model.load_state_dict(model.convert_reference_state_dict(plain.state_dict()), assign=True)
     model.eval()
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -98,14 +105,13 @@ def test_matches_timm(arch):
 
 
 def test_registry_build_and_declared_outputs():
-    model = BACKBONES.build(dict(type="VoVNet", arch="V-39-eSE"))
-    assert isinstance(model, VoVNet)
-    assert model.out_channels == (256, 512, 768, 1024)
-    assert model.out_strides == (4, 8, 16, 32)
-    assert model.size_divisor == 32
-    assert [type(s) for s in model.stages()][0] is nn.Sequential and len(model.stages()) == 5
-    model.eval()
-    with torch.no_grad():
+    with torch.device("meta"):  # shapes only
+        model = BACKBONES.build(dict(type="VoVNet", arch="V-39-eSE"))
+        assert isinstance(model, VoVNet)
+        assert model.out_channels == (256, 512, 768, 1024)
+        assert model.out_strides == (4, 8, 16, 32)
+        assert model.size_divisor == 32
+        assert [type(s) for s in model.stages()][0] is nn.Sequential and len(model.stages()) == 5
         outs = model(torch.zeros(1, 3, 64, 64))
     assert [tuple(o.shape[1:]) for o in outs] == [
         (c, 64 // s, 64 // s) for c, s in zip(model.out_channels, model.out_strides)]

@@ -42,6 +42,15 @@ class RecordingLoss(nn.Module):
         return pred.sum() * 0.0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is ~30x faster on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_head(**kw):
     cfg = dict(type="RetinaHead", num_classes=3, in_channels=16, feat_channels=32,
                stacked_convs=2, strides=(8, 16))
@@ -104,11 +113,10 @@ def test_targets_ignore_regions_and_padding():
     ignored = [[0.0, 0.0, 64.0, 32.0]]
     labels, counted, _, pos = head.get_targets(anchors, sizes, [sample([], [], ignored=ignored)])
     centre_y = (anchors[:, 1] + anchors[:, 3]) / 2
-    small = (anchors[:, 2] - anchors[:, 0]) <= 40
-    # small anchors centred in the top half lie (mostly) inside the ignored box
-    inside = small & (centre_y < 24) & (anchors[:, 0] >= 0) & (anchors[:, 2] <= 64)
-    assert inside.any() and not counted[0, inside].any()
-    assert counted[0, small & (centre_y > 48)].all() and not pos.any()
+    inside = (anchors[:, :2] >= 0).all(1) & (anchors[:, 2] <= 64) & (anchors[:, 3] <= 32)
+    outside = anchors[:, 1] >= 32
+    assert inside.sum() > 5 and not counted[0, inside].any()  # ignored
+    assert outside.sum() > 5 and counted[0, outside].all() and not pos.any()  # negatives
     assert (labels == 3).all()  # background = num_classes
     # the bottom half of the map only covers batch padding: never counted
     padded = sample([], [], img_shape=(32, 64))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from typing import Any, Sequence
 
 from toolbox.datasets.transforms.base import bbox_params, reseed, run_albumentations
@@ -56,8 +57,10 @@ class Albu:
             raise ConfigArgumentError("Albu: transforms must be a non-empty list of "
                                       "dict(type=<albumentations name>, ...)")
         self.cfgs = list(transforms)
-        self._compose = A.Compose([build_albumentation(c) for c in self.cfgs],
-                                  bbox_params=bbox_params(min_visibility, min_area))
+        with warnings.catch_warnings():  # pixel-only lists make albumentations warn
+            warnings.filterwarnings("ignore", message="Got processor for bboxes")
+            self._compose = A.Compose([build_albumentation(c) for c in self.cfgs],
+                                      bbox_params=bbox_params(min_visibility, min_area))
 
     def __call__(self, results: dict) -> dict:
         reseed(self._compose)

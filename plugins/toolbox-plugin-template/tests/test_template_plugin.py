@@ -1,0 +1,43 @@
+"""The template plugin, pip-installed: usable from configs with no import line."""
+import importlib.metadata as md
+import json
+import math
+import subprocess
+import sys
+
+import torch
+
+from toolbox.registry import BACKBONES, LOSSES, NECKS
+
+
+def test_installed_as_a_distribution_with_an_entry_point():
+    eps = [ep for ep in md.entry_points(group="toolbox.plugins") if ep.name == "template"]
+    assert len(eps) == 1 and eps[0].dist.metadata["Name"] == "toolbox-plugin-template"
+
+
+def test_components_build_from_config_dicts():
+    backbone = BACKBONES.build(dict(type="TemplateNet", widths=(8, 16, 32)))
+    neck = NECKS.build(dict(type="TemplateNeck", in_channels=backbone.out_channels,
+                            in_strides=backbone.out_strides, out_channels=12))
+    feats = neck(backbone(torch.randn(2, 3, 64, 64)))
+    assert [f.shape[-1] for f in feats] == [64 // s for s in backbone.out_strides]
+    assert backbone.out_strides == (4, 8, 16)
+    assert all(f.shape[1] == 12 for f in feats) and neck.out_channels == (12, 12, 12)
+
+
+def test_loss_matches_the_formula_by_hand():
+    loss = LOSSES.build(dict(type="CharbonnierLoss", eps=0.5))
+    pred, target = torch.tensor([1.0, 2.0]), torch.tensor([1.0, 0.0])
+    # errors 0 and 2: sqrt(0 + .25) - .5 = 0 ; sqrt(4 + .25) - .5 = 1.5616
+    expected = (0.0 + math.sqrt(4.25) - 0.5) / 2
+    assert math.isclose(loss(pred, target).item(), expected, rel_tol=1e-6)
+
+
+def test_listed_by_the_toolbox_command_with_its_distribution():
+    out = subprocess.run([sys.executable, "-m", "toolbox.cli", "plugins", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    listing = json.loads(out)
+    rows = {r["name"]: r for r in listing["hook_points"]["backbones"]}
+    assert rows["TemplateNet"]["distribution"] == "toolbox-plugin-template"
+    assert rows["TemplateNet"]["version"] == "0.1.0"
+    assert {r["name"] for r in listing["hook_points"]["losses"]} >= {"CharbonnierLoss"}

@@ -1,0 +1,2 @@
+"""timm's models as toolbox backbones."""
+__version__ = "0.1.0"

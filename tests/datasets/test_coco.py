@@ -1,0 +1,161 @@
+"""CocoDataset: parsing, label mapping, ignore flags, masks and bad input."""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from toolbox.datasets.base import DataWarning, ImageDecodeError
+from toolbox.errors import ConfigArgumentError, DataError
+from toolbox.registry import DATASETS
+
+PIPE = [dict(type="LoadImage"), dict(type="PackDetInputs")]
+
+
+def build(root, **kw):
+    cfg = dict(type="CocoDataset", data_root=str(root), ann_file="annotations/train.json",
+               data_prefix=dict(img="images/"), pipeline=PIPE)
+    cfg.update(kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return DATASETS.build(cfg)
+
+
+def rewrite(root, edit):
+    path = root / "annotations" / "train.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_labels_ignore_flags_and_clipping(coco_root):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = DATASETS.build(dict(type="CocoDataset", data_root=str(coco_root),
+                                 ann_file="annotations/train.json", img_dir="images",
+                                 pipeline=PIPE))
+    # categories sorted by id: 2 cat, 5 dog, 10 bird
+    assert ds.metainfo["classes"] == ("cat", "dog", "bird")
+    assert ds.metainfo["cat_ids"] == (2, 5, 10)
+    # exactly one warning for the two degenerate boxes
+    dropped = [w for w in caught if issubclass(w.category, DataWarning)]
+    assert len(dropped) == 1 and "2 box(es)" in str(dropped[0].message)
+    assert len(ds) == 2  # the image without objects is filtered in training
+
+    out = ds[0]
+    s = out["data_samples"]
+    assert out["inputs"].shape == (3, 100, 200) and out["inputs"].dtype == torch.float32
+    assert s.img_id == 7 and s.ori_shape == (100, 200) and s.img_shape == (100, 200)
+    assert s.img_path == os.path.join(str(coco_root), "images", "a.jpg")
+    # [x, y, w, h] -> x1 y1 x2 y2; the bird box [180, 90, 40, 30] is clipped
+    torch.testing.assert_close(s.gt_instances.bboxes,
+                               torch.tensor([[10., 20., 40., 60.], [180., 90., 200., 100.]]))
+    assert s.gt_instances.labels.tolist() == [1, 2]
+    torch.testing.assert_close(s.ignored_instances.bboxes, torch.tensor([[100., 10., 150., 60.]]))
+    assert s.ignored_instances.labels.tolist() == [0]
+    assert s.ori_gt_instances.ignore.tolist() == [False, True, False]
+    assert s.ori_gt_instances.labels.tolist() == [1, 0, 2]
+    # counts over non-crowd boxes: cat 0, dog 1, bird 2 (in 2 images)
+    assert ds.class_frequencies() == dict(instance_counts=[0, 1, 2], image_counts=[0, 1, 2])
+
+
+def test_image_without_objects_gives_empty_tensors(coco_root):
+    ds = build(coco_root, test_mode=True)
+    assert len(ds) == 3
+    s = ds[2]["data_samples"]
+    assert s.gt_instances.bboxes.shape == (0, 4) and s.gt_instances.bboxes.dtype == torch.float32
+    assert s.gt_instances.labels.shape == (0,) and s.gt_instances.labels.dtype == torch.int64
+    assert s.ori_gt_instances.bboxes.shape == (0, 4)
+    assert len(build(coco_root, filter_empty_gt=False)) == 3
+
+
+def test_masks_from_polygon_and_rle(coco_root):
+    ds = build(coco_root, with_mask=True)
+    s = ds[0]["data_samples"]
+    masks = s.gt_instances.masks
+    assert masks.dtype == torch.bool and masks.shape == (2, 100, 200)
+    # polygon rectangle x 10..40, y 20..60 rasterised by pycocotools: within a pixel
+    ys, xs = torch.nonzero(masks[0], as_tuple=True)
+    box = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+    assert (box - torch.tensor([10., 20., 40., 60.])).abs().max() <= 1
+    # the crowd RLE covers exactly x 100..150, y 10..60
+    crowd = s.ignored_instances.masks[0]
+    expected = torch.zeros(100, 200, dtype=torch.bool)
+    expected[10:60, 100:150] = True
+    assert torch.equal(crowd, expected)
+    assert s.ori_gt_instances.masks.shape == (3, 100, 200)
+
+
+def test_classes_override_selects_categories(coco_root):
+    ds = build(coco_root, metainfo=dict(classes=("bird", "dog")))
+    assert ds.metainfo["cat_ids"] == (10, 5)
+    s = ds[0]["data_samples"]
+    assert s.gt_instances.labels.tolist() == [1, 0]
+    assert len(s.ignored_instances) == 0  # the crowd 'cat' is not a selected class
+    with pytest.raises(DataError, match="cow"):
+        build(coco_root, metainfo=dict(classes=("bird", "cow")))
+
+
+def test_unknown_ids_are_named(coco_root):
+    path = rewrite(coco_root, lambda d: d["annotations"].append(
+        dict(id=99, image_id=12345, category_id=5, bbox=[1, 1, 2, 2])))
+    with pytest.raises(DataError, match="12345") as e:
+        build(coco_root)
+    assert path in str(e.value)
+    rewrite(coco_root, lambda d: d["annotations"][-1].update(image_id=7, category_id=777))
+    with pytest.raises(DataError, match="777") as e:
+        build(coco_root)
+    assert path in str(e.value)
+
+
+def test_malformed_json_names_line_and_column(coco_root):
+    path = coco_root / "annotations" / "train.json"
+    path.write_text('{\n  "images": [\n    {"id": 1,, "file_name": "a.jpg"}\n  ]\n}\n')
+    with pytest.raises(DataError) as e:
+        build(coco_root)
+    msg = str(e.value)
+    assert str(path) in msg and "line 3" in msg and "column 14" in msg  # the second comma
+
+
+def test_missing_files_are_named(coco_root):
+    with pytest.raises(DataError, match="nope.json"):
+        build(coco_root, ann_file="annotations/nope.json")
+    os.remove(coco_root / "images" / "b.jpg")
+    ds = build(coco_root)
+    with pytest.raises(DataError, match=str(coco_root / "images" / "b.jpg")):
+        ds[1]
+
+
+def test_undecodable_image_error_or_skip(coco_root):
+    bad = coco_root / "images" / "a.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    ds = build(coco_root)
+    with pytest.raises(ImageDecodeError, match=str(bad)):
+        ds[0]
+    ds = build(coco_root, skip_bad_images=True)
+    with pytest.warns(DataWarning, match="a.jpg"):
+        out = ds[0]
+    assert out["data_samples"].img_id == 9  # the next image instead
+    assert ds.num_skipped_images == 1
+
+
+def test_unknown_constructor_argument(coco_root):
+    with pytest.raises(ConfigArgumentError, match="ann_file"):
+        DATASETS.build(dict(type="CocoDataset", data_root=str(coco_root), ann_fil="x.json"))
+
+
+def test_image_size_mismatch_is_reported(coco_root):
+    rewrite(coco_root, lambda d: d["images"][0].update(height=99))
+    ds = build(coco_root)
+    with pytest.raises(DataError, match="a.jpg"):
+        ds[0]
+
+
+def test_raw_records_without_pipeline(coco_root):
+    ds = build(coco_root, pipeline=[])
+    raw = ds[1]
+    np.testing.assert_array_equal(raw["gt_bboxes"], [[0, 0, 80, 60]])
+    assert raw["gt_labels"].dtype == np.int64
