@@ -136,7 +136,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
 PARAM_SCHEDULERS = Registry("parameter scheduler", parent=mme.PARAM_SCHEDULERS, scope=SCOPE)
 EVALUATOR = Registry("evaluator", parent=mme.EVALUATOR, scope=SCOPE)
 DATA_SAMPLERS = Registry("data sampler", parent=mme.DATA_SAMPLERS, scope=SCOPE)
-FUNCTIONS = Registry("function", parent=mme.FUNCTIONS, scope=SCOPE)
+FUNCTIONS = Registry("function", parent=mme.FUNCTIONS, scope=SCOPE,
+                     locations=["toolbox.datasets._collate"])
 VISUALIZERS = Registry("visualizer", parent=mme.VISUALIZERS, scope=SCOPE)
 VISBACKENDS = Registry("vis_backend", parent=mme.VISBACKENDS, scope=SCOPE)
 MODEL_WRAPPERS = Registry("model_wrapper", parent=mme.MODEL_WRAPPERS, scope=SCOPE)

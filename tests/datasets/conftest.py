@@ -88,5 +88,3 @@ def tiny_synthetic(tmp_path_factory):
                                    min_object_size=10), str(root))
     return str(root)
 
-
-TINY = dict(split="val", num_images=8, image_size=96)

@@ -26,7 +26,7 @@ def make_results(h, w, boxes, labels=None, ignore=None, masks=True, seed=0):
         for i, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
             m[i, y1:y2, x1:x2] = 1
         results["gt_masks"] = m
-    results["ori_gt_bboxes"] = boxes.copy()
+    results.update(ori_gt_bboxes=boxes.copy(), ori_gt_labels=results["gt_labels"].copy())
     return init_geometry(results)
 
 

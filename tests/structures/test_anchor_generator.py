@@ -70,3 +70,19 @@ def test_bad_arguments_are_named():
     gen = AnchorGenerator(strides=[8, 16], scales=(1.0,))
     with pytest.raises(ValueError, match="2 levels"):
         gen.grid_anchors([(2, 2)])
+
+
+def test_matches_torchvision_anchor_generator():
+    """torchvision's generator (offset 0, ratio-major, (y, x, anchor) order)
+    rounds base anchors to integers, hence the 0.5 pixel tolerance."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator as TorchvisionAnchors
+
+    ratios = (0.5, 1.0, 2.0)
+    ours = AnchorGenerator(strides=[8, 16], ratios=ratios, octave_base_scale=4, scales_per_octave=3)
+    sizes = tuple(tuple(stride * s for s in ours.scales) for stride in ours.strides)
+    reference = TorchvisionAnchors(sizes=sizes, aspect_ratios=(ratios, ratios))
+    grids = [[5, 6], [3, 3]]
+    expected = reference.grid_anchors(grids, [[torch.tensor(8), torch.tensor(8)],
+                                              [torch.tensor(16), torch.tensor(16)]])
+    for got, want in zip(ours.grid_anchors(grids), expected):
+        torch.testing.assert_close(got, want.float(), atol=0.5, rtol=0)

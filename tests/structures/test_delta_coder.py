@@ -50,3 +50,20 @@ def test_bad_arguments():
         DeltaXYWHBBoxCoder(target_stds=(1, 1, 0, 1))
     with pytest.raises(ValueError, match="gt_bboxes"):
         DeltaXYWHBBoxCoder().encode(torch.zeros(2, 4), torch.zeros(3, 4))
+
+
+def test_matches_torchvision_box_coder():
+    from torchvision.models.detection._utils import BoxCoder
+
+    g = torch.Generator().manual_seed(1)
+    xy = torch.rand(20, 2, generator=g) * 50
+    priors = torch.cat([xy, xy + 4 + torch.rand(20, 2, generator=g) * 40], 1)
+    xy = torch.rand(20, 2, generator=g) * 50
+    gts = torch.cat([xy, xy + 4 + torch.rand(20, 2, generator=g) * 40], 1)
+    stds = (0.1, 0.1, 0.2, 0.2)
+    ours = DeltaXYWHBBoxCoder(target_stds=stds)
+    reference = BoxCoder(weights=tuple(1 / s for s in stds))  # same clip: log(1000 / 16)
+    torch.testing.assert_close(ours.encode(priors, gts), reference.encode_single(gts, priors))
+    deltas = torch.randn(20, 4, generator=g) * 3
+    torch.testing.assert_close(ours.decode(priors, deltas),
+                               reference.decode_single(deltas, priors), atol=1e-3, rtol=1e-5)

@@ -33,8 +33,10 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
+import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -44,6 +46,8 @@ import numpy as np
 
 from toolbox.datasets.base import decode_coco_segmentation
 from toolbox.errors import DataError
+
+logger = logging.getLogger("toolbox.datasets")
 
 GENERATOR_VERSION = 1
 CLASSES = ("circle", "square", "triangle", "star", "hexagon", "cross")
@@ -426,7 +430,7 @@ def ensure_generated(spec: SyntheticSpec, data_root: str | None = None) -> str:
             for stale in os.listdir(parent):  # left by a process that died mid-way
                 if stale.startswith(f".{name}.tmp-"):
                     shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
-            tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
+            tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{threading.get_ident()}")
             start = time.perf_counter()
             try:
                 generate(spec, tmp)
@@ -436,13 +440,12 @@ def ensure_generated(spec: SyntheticSpec, data_root: str | None = None) -> str:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            ensure_generated.last_seconds = time.perf_counter() - start
+            logger.info("generated the synthetic '%s' split (%d images) in %.1f s into %s",
+                        spec.split, spec.num_images, time.perf_counter() - start, target)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return target
 
-
-ensure_generated.last_seconds = None
 
 
 def _check_existing(target: str, spec: SyntheticSpec) -> bool:

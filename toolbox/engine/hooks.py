@@ -40,3 +40,61 @@ class ClassFrequencyHook(Hook):
             module.set_class_frequencies(freqs["instance_counts"], freqs["image_counts"])
         print_log(f"class frequencies handed to {len(takers)} module(s): "
                   f"instances per class {freqs['instance_counts']}", logger="current")
+
+
+@HOOKS.register_module()
+class ProgressBarHook(Hook):
+    """tqdm progress bars for training iterations and val/test passes (rank 0)."""
+
+    priority = "LOW"
+
+    def __init__(self, mininterval: float = 1.0):
+        self.mininterval = mininterval
+        self._bar = None
+
+    def _open(self, runner, total, desc, initial=0):
+        from mmengine.dist import is_main_process
+        from tqdm import tqdm
+        if is_main_process():
+            self._bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
+                             mininterval=self.mininterval, leave=True)
+
+    def _close(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def before_train(self, runner):
+        self._open(runner, runner.max_iters, "train", initial=runner.iter)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._bar is not None:
+            self._bar.update(1)
+            if outputs and "loss" in outputs:
+                self._bar.set_postfix(loss=f"{float(outputs['loss']):.3f}", epoch=runner.epoch + 1,
+                                      refresh=False)
+
+    def after_train(self, runner):
+        self._close()
+
+    def before_val_epoch(self, runner):
+        self._train_bar, self._bar = self._bar, None
+        self._open(runner, len(runner.val_dataloader), "val")
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self._close()
+        self._bar = getattr(self, "_train_bar", None)
+
+    def before_test_epoch(self, runner):
+        self._open(runner, len(runner.test_dataloader), "test")
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def after_test_epoch(self, runner, metrics=None):
+        self._close()

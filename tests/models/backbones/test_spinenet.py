@@ -125,7 +125,7 @@ def test_registry_build_and_pruned_outputs_match_full_model():
     assert result.missing_keys == []
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
-        p3, p4, p5, _, _ = full(x)
+        p3, _, p5, _, _ = full(x)
         q3, q5 = part(x)
     assert torch.equal(p3, q3) and torch.equal(p5, q5)
 

@@ -118,15 +118,20 @@ def test_registry_build_and_declared_outputs():
 
 
 def test_out_indices_select_stages():
-    full = VoVNet(arch=SMALL).eval()
-    part = VoVNet(arch=SMALL, out_indices=[1, 3]).eval()
-    part.load_state_dict(full.state_dict())
-    assert part.out_channels == (256, 512) and part.out_strides == (8, 32)
+    plain, features = _reference(SMALL)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        f, p = full(x), part(x)
-    assert len(p) == 2
-    assert torch.equal(p[0], f[1]) and torch.equal(p[1], f[3])
+        expected = features(x)
+    for out_indices in ([1, 3], (0, 2)):
+        model = VoVNet(arch=SMALL, out_indices=out_indices)
+        model.load_reference(plain.state_dict())  # drops the stages it does not build
+        assert model.out_channels == tuple((112, 256, 384, 512)[i] for i in out_indices)
+        assert model.out_strides == tuple((4, 8, 16, 32)[i] for i in out_indices)
+        assert model.size_divisor == model.out_strides[-1]
+        assert len(model.stages()) == 1 + out_indices[-1] + 1
+        with torch.no_grad():
+            outs = model.eval()(x)
+        assert _max_diff(outs, [expected[i] for i in out_indices]) <= 1e-5
 
 
 @pytest.mark.parametrize("kwargs, word", [

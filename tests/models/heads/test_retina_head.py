@@ -4,6 +4,7 @@ from mmengine.structures import InstanceData
 from torch import nn
 from torchvision.ops import box_iou
 
+from toolbox.errors import ConfigArgumentError
 from toolbox.models.backbones.base import Backbone
 from toolbox.registry import HEADS, LOSSES
 from toolbox.structures import DetDataSample
@@ -93,6 +94,40 @@ def test_forward_shapes_and_prior_bias():
         head(feats() + [torch.zeros(2, 16, 2, 2)])
 
 
+def test_forward_matches_torchvision_retinanet_head():
+    """Same weights in torchvision's RetinaNetHead give the same logits and
+    deltas, flattened in the same (level, y, x, anchor) order."""
+    from torchvision.models.detection.retinanet import RetinaNetHead
+
+    reference = RetinaNetHead(in_channels=16, num_anchors=9, num_classes=3).eval()
+    head = tiny_head(feat_channels=16, stacked_convs=4).eval()
+    mapping = {"classification_head.conv.": "cls_convs.", "regression_head.conv.": "reg_convs.",
+               "classification_head.cls_logits.": "retina_cls.",
+               "regression_head.bbox_reg.": "retina_reg."}
+    state = {}
+    for key, value in reference.state_dict().items():
+        for old, new in mapping.items():
+            if key.startswith(old):
+                key = new + key[len(old):].replace(".0.", ".conv.", 1)
+        state[key] = value
+    head.load_state_dict(state, strict=True)
+    x = feats()
+    with torch.no_grad():
+        cls, reg = head(x)
+        want = reference(x)
+    torch.testing.assert_close(head._flatten(cls, 3), want["cls_logits"])
+    torch.testing.assert_close(head._flatten(reg, 4), want["bbox_regression"])
+
+
+def test_full_size_parameter_count_matches_torchvision():
+    from torchvision.models.detection.retinanet import RetinaNetHead
+
+    ours = HEADS.build(dict(type="RetinaHead", num_classes=80, in_channels=256))
+    reference = RetinaNetHead(in_channels=256, num_anchors=9, num_classes=80)
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in reference.parameters()) == 6_463_220
+
+
 def test_loss_is_finite_and_zero_gt_images_only_have_negatives():
     head = tiny_head()
     samples = [sample([GT_BOX], [GT_LABEL]), sample([], [])]
@@ -150,6 +185,8 @@ def test_variants_gn_giou_softmax():
         tiny_head(in_channels=(16, 32))
     with pytest.raises(ValueError, match="test_cfg"):
         tiny_head(test_cfg=dict(nms_thr=0.5))
+    with pytest.raises(ConfigArgumentError, match="pos_iou_thr"):
+        tiny_head(assigner=dict(pos_iou=0.5, neg_iou_thr=0.4))
 
 
 @pytest.fixture(scope="module")

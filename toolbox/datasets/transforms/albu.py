@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from toolbox.datasets.transforms.base import bbox_params, reseed, run_albumentations
 from toolbox.errors import ConfigArgumentError, UnknownComponentError
+from toolbox.registry import check_arguments
 
 __all__ = ["Albu"]
 
@@ -32,6 +33,7 @@ def build_albumentation(cfg: dict) -> Any:
         elif isinstance(value, (list, tuple)) and value and all(
                 isinstance(v, dict) and "type" in v for v in value):
             args[key] = [build_albumentation(v) for v in value]
+    check_arguments(cls, args, "albumentations transform")  # unknown keys: an error
     try:
         return cls(**args)
     except (TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError

@@ -213,9 +213,6 @@ class SpineNet(Backbone):
         channels = [f * _EXPANSION[s.block] for f, s in zip(filters, self.specs)]
         merged = _merged_unused_blocks(self.specs, channels)
         self.output_block = {s.level: k for k, s in enumerate(self.specs) if s.is_output}
-        missing = [lvl for lvl in OUTPUT_LEVELS if lvl not in self.output_block]
-        if missing:
-            raise ValueError(f"SpineNet: the block spec has no output block for levels {missing}")
 
         # Keep only the blocks the requested outputs depend on.
         needed, todo = set(), [self.output_block[lvl] for lvl in self.out_levels]

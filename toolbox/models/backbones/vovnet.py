@@ -167,7 +167,8 @@ class VoVNet(Backbone):
         arch: a name in :data:`ARCHS` (e.g. ``'V-39-eSE'``, ``'V-57'``) or a
             dict with the keys of those entries for a custom network.
         out_indices: OSA stages to return, increasing, in ``0..3``
-            (0 = stage 2 at stride 4, 3 = stage 5 at stride 32).
+            (0 = stage 2 at stride 4, 3 = stage 5 at stride 32); stages after
+            the last one returned are not built.
         frozen_stages: ``-1`` freezes nothing, ``0`` the stem, ``k`` the stem
             and the first ``k`` OSA stages (at most 4).
         norm_eval: keep every BatchNorm in eval mode during training.
@@ -183,8 +184,8 @@ class VoVNet(Backbone):
         self.arch = arch if isinstance(arch, str) else "custom"
         self.out_indices = self._check_out_indices(out_indices)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
-            raise ValueError(f"VoVNet: frozen_stages must be an int in -1..4 "
-                             f"(-1 = none, 0 = stem, k = stem + k OSA stages), got {frozen_stages!r}")
+            raise ValueError(f"VoVNet: frozen_stages must be an int in -1..4 (-1 = none, "
+                             f"0 = stem, k = stem + k OSA stages), got {frozen_stages!r}")
         norm_cfg = dict(type="BN", requires_grad=True) if norm_cfg is None else norm_cfg
         if not isinstance(norm_cfg, dict) or "type" not in norm_cfg:
             raise ValueError(f"VoVNet: norm_cfg must be an mmcv norm config dict such as "
@@ -197,7 +198,8 @@ class VoVNet(Backbone):
             _conv(s0, s1, 3, norm_cfg, depthwise=dw),
             _conv(s1, s2, 3, norm_cfg, stride=2, depthwise=dw),
         )
-        self.stage_names = ("stage2", "stage3", "stage4", "stage5")
+        # stages after the last output are not built
+        self.stage_names = tuple(f"stage{i + 2}" for i in range(max(self.out_indices) + 1))
         in_channels = s2
         for index, name in enumerate(self.stage_names):
             layers = OrderedDict()
@@ -215,7 +217,7 @@ class VoVNet(Backbone):
 
         self.out_channels = tuple(spec["out"][i] for i in self.out_indices)
         self.out_strides = tuple(STRIDES[i] for i in self.out_indices)
-        self.size_divisor = 32
+        self.size_divisor = max(self.out_strides)
         if frozen_stages >= 0:
             self.freeze_stages()
 
@@ -272,12 +274,17 @@ class VoVNet(Backbone):
             key = pattern.sub(replacement, key)
         return key
 
+    def _unbuilt_stage(self, timm_key: str) -> bool:
+        match = re.match(r"stages\.(\d+)\.", timm_key)
+        return match is not None and len(self.stage_names) <= int(match[1]) < 4
+
     def convert_reference_state_dict(self, state_dict: Mapping[str, torch.Tensor]
                                      ) -> "OrderedDict[str, torch.Tensor]":
         """Map a timm ``VovNet`` state dict (plain or ``features_only``).
 
-        The classifier (``head.*``) is dropped; any other key without a
-        counterpart here raises, as it means the reference is another arch.
+        The classifier (``head.*``) and the stages this instance does not
+        build are dropped; any other key without a counterpart here raises,
+        as it means the reference is another arch.
         """
         ours = {self.timm_key(key): key for key in self.state_dict()}
         mapped, unexpected = OrderedDict(), []
@@ -285,7 +292,7 @@ class VoVNet(Backbone):
             ref_key = _TIMM_FEATURES_PREFIX.sub(r"\1.\2.", key)
             if ref_key in ours:
                 mapped[ours[ref_key]] = value
-            elif not ref_key.startswith("head."):
+            elif not (ref_key.startswith("head.") or self._unbuilt_stage(ref_key)):
                 unexpected.append(key)
         if unexpected:
             raise KeyError(f"VoVNet(arch={self.arch!r}): {len(unexpected)} reference key(s) have "
