@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from toolbox.datasets import _synthetic_gen as gen
+from toolbox.datasets.synthetic import ensure_generated
 from toolbox.errors import DataError
 from toolbox.registry import DATASETS
 
@@ -25,13 +26,15 @@ def file_hashes(root):
 
 def test_same_parameters_same_bytes(tmp_path):
     spec = gen.SyntheticSpec(split="train", num_images=5, image_size=64, seed=3)
-    a = file_hashes(gen.ensure_generated(spec, str(tmp_path / "a")))
-    b = file_hashes(gen.ensure_generated(spec, str(tmp_path / "b")))
+    a = file_hashes(ensure_generated(spec, str(tmp_path / "a")))
+    b = file_hashes(ensure_generated(spec, str(tmp_path / "b")))
     assert a == b
+    gen.generate(spec, str(tmp_path / "forked"), workers=2)  # process pool: same bytes
+    assert file_hashes(tmp_path / "forked") == a
     assert {"meta.json", "annotations/instances_train.json", "ImageSets/Main/train.txt",
             "JPEGImages/train_000004.jpg", "Annotations/train_000004.xml",
             "SegmentationClass/train_000004.png"} <= set(a)
-    other = file_hashes(gen.ensure_generated(
+    other = file_hashes(ensure_generated(
         gen.SyntheticSpec(split="train", num_images=5, image_size=64, seed=4),
         str(tmp_path / "c")))
     assert other["JPEGImages/train_000000.jpg"] != a["JPEGImages/train_000000.jpg"]
@@ -115,7 +118,7 @@ def test_concurrent_generation_writes_once_and_failures_leave_nothing(tmp_path, 
     monkeypatch.setattr(gen, "generate", lambda s, out: calls.append(out) or real(s, out))
     results = []
     threads = [threading.Thread(target=lambda: results.append(
-        gen.ensure_generated(spec, str(tmp_path / "shared")))) for _ in range(2)]
+        ensure_generated(spec, str(tmp_path / "shared")))) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -129,7 +132,7 @@ def test_concurrent_generation_writes_once_and_failures_leave_nothing(tmp_path, 
 
     monkeypatch.setattr(gen, "generate", broken)
     with pytest.raises(RuntimeError):
-        gen.ensure_generated(spec, str(tmp_path / "other"))
+        ensure_generated(spec, str(tmp_path / "other"))
     assert os.listdir(tmp_path / "other") == [".val.lock"]  # no half-written dataset
 
 
@@ -141,5 +144,5 @@ def test_bad_parameters(tmp_path):
     (tmp_path / "val").mkdir()
     (tmp_path / "val" / "something.txt").write_text("x")
     with pytest.raises(DataError, match="not a synthetic dataset"):
-        gen.ensure_generated(gen.SyntheticSpec(split="val", num_images=2, image_size=64),
+        ensure_generated(gen.SyntheticSpec(split="val", num_images=2, image_size=64),
                              str(tmp_path))

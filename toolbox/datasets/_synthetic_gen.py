@@ -24,20 +24,17 @@ Layout of one split (``<root>``)::
     meta.json                               parameters and statistics
 
 Everything derives from ``seed`` (per-image generators), so the same
-parameters give the same bytes. :func:`ensure_generated` writes a split once
-into a temporary folder and renames it into place under a file lock.
+parameters give the same bytes, whatever the number of worker processes.
+:func:`toolbox.datasets.synthetic.ensure_generated` caches a split on disk.
 """
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import json
-import logging
+import multiprocessing
 import os
-import shutil
-import threading
-import time
+import sys
 import zlib
 from dataclasses import asdict, dataclass
 
@@ -47,9 +44,7 @@ import numpy as np
 from toolbox.datasets.base import decode_coco_segmentation
 from toolbox.errors import DataError
 
-logger = logging.getLogger("toolbox.datasets")
-
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CLASSES = ("circle", "square", "triangle", "star", "hexagon", "cross")
 JPEG_QUALITY = 90
 SPLIT_DEFAULT_SIZES = dict(train=1000, val=250)
@@ -159,36 +154,60 @@ def shape_polygon(kind: str, radius: float, angle: float) -> np.ndarray:
 
 
 def _background(rng, size: int) -> np.ndarray:
+    """A textured RGB uint8 background: gradient, stripes, smooth or fine noise."""
     yy, xx = _grid(size)
-    c0, c1 = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     kind = rng.integers(4)
     theta = rng.uniform(0, np.pi)
     proj = xx * np.float32(np.cos(theta)) + yy * np.float32(np.sin(theta))
     if kind == 0:  # linear gradient
-        t = (proj - proj.min()) / max(proj.max() - proj.min(), 1e-6)
+        t = (proj - proj.min()) / max(float(proj.max() - proj.min()), 1e-6)
     elif kind == 1:  # stripes, soft or hard
         t = 0.5 + 0.5 * np.sin(proj * np.float32(2 * np.pi * size / rng.uniform(6, 40)))
         if rng.random() < 0.5:
             t = (t > 0.5).astype(np.float32)
-        c1 = np.clip(c0 + rng.uniform(-70, 70, 3), 0, 255).astype(np.float32)
+        c1 = np.clip(c0 + rng.uniform(-70, 70, 3), 0, 255)
     elif kind == 2:  # smooth colour noise
         k = int(rng.integers(3, 10))
         grid = rng.uniform(0, 255, (k, k, 3)).astype(np.float32)
         img = cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
-        return np.clip(img, 0, 255)
+        return np.clip(img, 0, 255).astype(np.uint8)
     else:  # fine texture around one colour
-        noise = rng.standard_normal((size, size), dtype=np.float32)
-        t = cv2.GaussianBlur(noise, (0, 0), rng.uniform(0.8, 2.5))
+        t = cv2.GaussianBlur(_noise(rng, size), (0, 0), rng.uniform(0.8, 2.5))
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-        c1 = np.clip(c0 + rng.uniform(-90, 90, 3), 0, 255).astype(np.float32)
-    t = t.astype(np.float32)[..., None]
-    return c0 + (c1 - c0) * t
+        c1 = np.clip(c0 + rng.uniform(-90, 90, 3), 0, 255)
+    t = t.astype(np.float32)
+    # per-channel c0 + (c1 - c0) * t, rounded to uint8 (planes are much faster
+    # than broadcasting over a trailing axis of 3)
+    return cv2.merge([cv2.convertScaleAbs(t, alpha=float(b - a), beta=float(a))
+                      if b >= a else 255 - cv2.convertScaleAbs(t, alpha=float(a - b),
+                                                               beta=float(255 - a))
+                      for a, b in zip(c0, c1)])
 
 
 @functools.lru_cache(maxsize=4)
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     return yy, xx
+
+
+@functools.lru_cache(maxsize=4)
+def _noise_tile(size: int) -> np.ndarray:
+    return np.random.default_rng(20240601).standard_normal((size + 64, size + 64),
+                                                           dtype=np.float32)
+
+
+def _noise(rng, size: int) -> np.ndarray:
+    """Unit Gaussian noise (size x size): a random window of a fixed tile, turned."""
+    oy, ox, turn = (int(v) for v in rng.integers(0, [65, 65, 8]))
+    n = _noise_tile(size)[oy:oy + size, ox:ox + size]
+    if turn & 1:
+        n = n.T
+    if turn & 2:
+        n = n[::-1]
+    if turn & 4:
+        n = n[:, ::-1]
+    return np.ascontiguousarray(n)
 
 
 def _clutter(rng, img: np.ndarray) -> None:
@@ -228,14 +247,14 @@ def _pick_colour(rng, local_mean: np.ndarray) -> np.ndarray:
 def render_image(rng, spec: SyntheticSpec, labels: list[int]) -> tuple[np.ndarray, list, np.ndarray]:
     """Draw one image; return (RGB uint8 image, objects, per-pixel owner map)."""
     size = spec.image_size
-    img = np.clip(_background(rng, size), 0, 255).astype(np.uint8)
+    img = _background(rng, size)
     _clutter(rng, img)
     img = img.astype(np.float32)
     owner = np.full((size, size), -1, np.int32)
     objects: list[dict] = []
     lo, hi = np.log(spec.min_object_size), np.log(size * 0.5)
-    mid = np.log(max(spec.min_object_size + 1, 32))
-    sizes = [float(np.exp(rng.uniform(lo, mid) if rng.random() < 0.25 else rng.uniform(mid, hi)))
+    mid = min(np.log(40), lo + 0.6 * (hi - lo))  # 20 % of the shapes are smaller
+    sizes = [float(np.exp(rng.uniform(lo, mid) if rng.random() < 0.2 else rng.uniform(mid, hi)))
              for _ in labels]
     order = np.argsort(-np.asarray(sizes), kind="stable")  # big shapes at the back
     for j in order:
@@ -251,8 +270,8 @@ def render_image(rng, spec: SyntheticSpec, labels: list[int]) -> tuple[np.ndarra
         objects.append(obj)
     noise_sigma = rng.uniform(0, 6)
     if noise_sigma > 0.5:
-        # sensor-like noise, mostly luminance (cheaper than per-channel noise)
-        img += rng.standard_normal(img.shape[:2] + (1,), dtype=np.float32) * np.float32(noise_sigma)
+        # sensor-like luminance noise
+        img += cv2.cvtColor(_noise(rng, size) * np.float32(noise_sigma), cv2.COLOR_GRAY2RGB)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), objects, owner
 
 
@@ -292,7 +311,7 @@ def _place(rng, spec, kind, size, owner, objects):
             continue
         for o, c in zip(objects, covered):
             o["visible"] -= int(c)
-            o["overlaps"] = o["overlaps"] or c > 0
+            o["overlaps"] = o["overlaps"] or bool(c > 0)
         ys, xs = np.nonzero(mask)
         box = [x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1,
                y0 + int(ys.max()) + 1]
@@ -321,8 +340,38 @@ def _voc_xml(name: str, size: int, objects: list) -> str:
     return "".join(parts)
 
 
-def generate(spec: SyntheticSpec, out_dir: str) -> dict:
-    """Write one split into ``out_dir``; return its statistics."""
+def _render_one(spec: SyntheticSpec, out_dir: str, i: int, wanted: list[int]) -> list[dict]:
+    """Draw image ``i`` and write its JPEG, class PNG and VOC XML; return its objects."""
+    rng = np.random.default_rng([spec.seed, zlib.crc32(spec.split.encode()), i])
+    img, objects, owner = render_image(rng, spec, wanted)
+    name = f"{spec.split}_{i:06d}"
+    jpg = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                       [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1]
+    _write(os.path.join(out_dir, "JPEGImages", name + ".jpg"), jpg.tobytes())
+    lut = np.asarray([o["label"] + 1 for o in objects] + [0], np.uint8)
+    class_map = lut[owner]  # owner -1 (background) picks the trailing 0
+    _write(os.path.join(out_dir, "SegmentationClass", name + ".png"),
+           cv2.imencode(".png", class_map)[1].tobytes())
+    _write(os.path.join(out_dir, "Annotations", name + ".xml"),
+           _voc_xml(name, spec.image_size, objects).encode())
+    return objects
+
+
+def _auto_workers(num_images: int) -> int:
+    # fork is cheap and safe here (the children only draw and write files);
+    # elsewhere stay in one process. Half the cores: leave room for the rest.
+    if not sys.platform.startswith("linux") or num_images < 200:
+        return 1
+    return max(1, min((os.cpu_count() or 1) // 2, 8, num_images // 100))
+
+
+def generate(spec: SyntheticSpec, out_dir: str, workers: int | None = None) -> dict:
+    """Write one split into ``out_dir``; return its statistics.
+
+    Images are drawn in ``workers`` processes (default: up to 8 on Linux for
+    large splits); each image has its own seeded generator, so the files are
+    the same whatever the number of workers.
+    """
     split_id = zlib.crc32(spec.split.encode())
     for sub in ("JPEGImages", "Annotations", "annotations", "ImageSets/Main",
                 "ImageSets/Segmentation", "SegmentationClass"):
@@ -335,25 +384,20 @@ def generate(spec: SyntheticSpec, out_dir: str) -> dict:
                            class_weights(profile, spec.long_tail_imbalance))
     labels = plan_rng.permutation(np.repeat(np.arange(len(CLASSES)), counts))
     bounds = np.concatenate([[0], np.cumsum(per_image)])
+    jobs = [(spec, out_dir, i, labels[bounds[i]:bounds[i + 1]].tolist())
+            for i in range(spec.num_images)]
+    workers = _auto_workers(spec.num_images) if workers is None else workers
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            all_objects = pool.starmap(_render_one, jobs, chunksize=16)
+    else:
+        all_objects = [_render_one(*job) for job in jobs]
 
     images, annotations, names = [], [], []
-    n_small = n_overlap = n_objects = n_dropped = 0
-    for i in range(spec.num_images):
-        rng = np.random.default_rng([spec.seed, split_id, i])
-        wanted = labels[bounds[i]:bounds[i + 1]].tolist()
-        img, objects, owner = render_image(rng, spec, wanted)
-        n_dropped += len(wanted) - len(objects)
+    n_small = n_overlap = 0
+    for i, objects in enumerate(all_objects):
         name = f"{spec.split}_{i:06d}"
         names.append(name)
-        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        _write(os.path.join(out_dir, "JPEGImages", name + ".jpg"), jpg.tobytes())
-        lut = np.asarray([o["label"] + 1 for o in objects] + [0], np.uint8)
-        class_map = lut[owner]  # owner -1 (background) picks the trailing 0
-        _write(os.path.join(out_dir, "SegmentationClass", name + ".png"),
-               cv2.imencode(".png", class_map)[1].tobytes())
-        _write(os.path.join(out_dir, "Annotations", name + ".xml"),
-               _voc_xml(name, spec.image_size, objects).encode())
         images.append(dict(id=i + 1, file_name=name + ".jpg", height=spec.image_size,
                            width=spec.image_size))
         for o in objects:
@@ -364,7 +408,7 @@ def generate(spec: SyntheticSpec, out_dir: str) -> dict:
                                     segmentation=[o["polygon"]]))
             n_small += o["area"] < 32 * 32
             n_overlap += o["overlaps"]
-        n_objects += len(objects)
+    n_objects = len(annotations)
 
     coco = dict(info=dict(description="toolbox synthetic shapes", split=spec.split,
                           parameters=spec.as_dict()),
@@ -382,7 +426,8 @@ def generate(spec: SyntheticSpec, out_dir: str) -> dict:
                  objects_per_image=round(n_objects / spec.num_images, 3),
                  fraction_small=round(n_small / max(n_objects, 1), 4),
                  fraction_overlapping=round(n_overlap / max(n_objects, 1), 4),
-                 objects_not_placed=n_dropped, instance_counts=instance_counts)
+                 objects_not_placed=int(bounds[-1]) - n_objects,
+                 instance_counts=instance_counts)
     meta = dict(parameters=spec.as_dict(), statistics=stats)
     _write(os.path.join(out_dir, "meta.json"), json.dumps(meta, indent=1, sort_keys=True).encode())
     return stats
@@ -391,76 +436,3 @@ def generate(spec: SyntheticSpec, out_dir: str) -> dict:
 def _write(path: str, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
-
-
-# --------------------------------------------------------------------------
-# cache
-
-
-def default_cache_root() -> str:
-    base = os.environ.get("TOOLBOX_DATA_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "toolbox")
-    return os.path.join(base, "synthetic")
-
-
-def split_dir(spec: SyntheticSpec, data_root: str | None) -> str:
-    """``<data_root>/<split>``, or ``<cache>/<split>-<hash>`` without a data_root."""
-    if data_root is not None:
-        return os.path.join(data_root, spec.split)
-    return os.path.join(default_cache_root(), f"{spec.split}-{spec.variant_hash()}")
-
-
-def ensure_generated(spec: SyntheticSpec, data_root: str | None = None) -> str:
-    """Generate the split unless it is already there; return its folder.
-
-    Generation runs under an exclusive lock next to the folder, into a
-    temporary folder renamed into place at the end, so concurrent processes
-    (e.g. distributed ranks) never see half a dataset.
-    """
-    target = split_dir(spec, data_root)
-    if _check_existing(target, spec):
-        return target
-    parent, name = os.path.split(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    with open(os.path.join(parent, f".{name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if _check_existing(target, spec):
-                return target
-            for stale in os.listdir(parent):  # left by a process that died mid-way
-                if stale.startswith(f".{name}.tmp-"):
-                    shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
-            tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{threading.get_ident()}")
-            start = time.perf_counter()
-            try:
-                generate(spec, tmp)
-                if os.path.isdir(target):
-                    os.rmdir(target)  # an empty folder (anything else was refused above)
-                os.rename(tmp, target)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            logger.info("generated the synthetic '%s' split (%d images) in %.1f s into %s",
-                        spec.split, spec.num_images, time.perf_counter() - start, target)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return target
-
-
-
-def _check_existing(target: str, spec: SyntheticSpec) -> bool:
-    """True if ``target`` holds this exact split; DataError if it holds something else."""
-    meta_path = os.path.join(target, "meta.json")
-    if os.path.isfile(meta_path):
-        with open(meta_path, encoding="utf-8") as f:
-            found = json.load(f).get("parameters", {})
-        wanted = json.loads(json.dumps(spec.as_dict()))
-        if found != wanted:
-            diff = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
-            raise DataError(f"{target} holds a synthetic dataset with other parameters "
-                            f"(found, wanted): {diff}; use another data_root or delete it")
-        return True
-    if os.path.isdir(target) and os.listdir(target):
-        raise DataError(f"{target} exists, is not empty and is not a synthetic dataset "
-                        "(no meta.json); use another data_root")
-    return False

@@ -231,16 +231,22 @@ class DetDataset(Dataset):
         return self.data_list[idx]
 
     def class_frequencies(self) -> dict:
-        """Per-class instance and image counts over the non-ignored annotations."""
+        """Per-class instance and image counts over the non-ignored annotations.
+
+        ``num_images`` counts the images with at least one such annotation
+        (EQL's frequency is ``image_counts[j] / num_images``).
+        """
         k = len(self._metainfo["classes"])
         instance_counts = np.zeros(k, np.int64)
         image_counts = np.zeros(k, np.int64)
+        num_images = 0
         for r in self.data_list:
             labels = r["labels"][~r["ignore_flags"]]
             instance_counts += np.bincount(labels, minlength=k)[:k]
             image_counts[np.unique(labels)] += 1
+            num_images += int(len(labels) > 0)
         return dict(instance_counts=instance_counts.tolist(),
-                    image_counts=image_counts.tolist())
+                    image_counts=image_counts.tolist(), num_images=num_images)
 
     def prepare_results(self, idx: int) -> dict:
         """The un-transformed result dict of one image (before ``LoadImage``)."""

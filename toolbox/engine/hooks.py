@@ -1,6 +1,8 @@
 """Training hooks the toolbox adds to every run."""
 from __future__ import annotations
 
+import inspect
+
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -16,7 +18,7 @@ class ClassFrequencyHook(Hook):
     """Hands the training set's per-class counts to losses that need them.
 
     A loss (or any module) declaring ``needs_class_frequencies = True`` gets
-    ``set_class_frequencies(instance_counts, image_counts)`` called once
+    ``set_class_frequencies(instance_counts, image_counts[, num_images])`` called once
     before training, with counts from ``dataset.class_frequencies()``.
     Frequencies are therefore never typed into configs.
     """
@@ -37,7 +39,11 @@ class ClassFrequencyHook(Hook):
                 f"dataset {type(dataset).__name__} has no class_frequencies() method")
         freqs = dataset.class_frequencies()
         for module in takers:
-            module.set_class_frequencies(freqs["instance_counts"], freqs["image_counts"])
+            extra = {}
+            if "num_images" in freqs and "num_images" in \
+                    inspect.signature(module.set_class_frequencies).parameters:
+                extra["num_images"] = freqs["num_images"]
+            module.set_class_frequencies(freqs["instance_counts"], freqs["image_counts"], **extra)
         print_log(f"class frequencies handed to {len(takers)} module(s): "
                   f"instances per class {freqs['instance_counts']}", logger="current")
 

@@ -5,13 +5,19 @@
 * metainfo: ``img_id``, ``img_path``, ``ori_shape`` (h, w of the file),
   ``img_shape`` (h, w after resizing/cropping), ``pad_shape`` and
   ``batch_input_shape`` (after padding), ``scale_factor`` (w_scale,
-  h_scale from original to ``img_shape``), ``flip`` and ``flip_direction``;
+  h_scale from original to ``img_shape``), ``crop_offset`` (x, y of the
+  crop window in the resized image), ``flip`` and ``flip_direction``.
+  Mapping back: ``original = (unflip(box) + crop_offset) / scale_factor``
+  (``toolbox.datasets.base.boxes_to_original``);
 * ``gt_instances``: ``InstanceData`` with ``bboxes`` (float Tensor[N, 4],
   x1 y1 x2 y2 in ``img_shape`` coordinates), ``labels`` (long Tensor[N],
   0-based contiguous class indices) and optionally ``masks`` (bool
   Tensor[N, H, W]);
 * ``ignored_instances``: boxes to ignore in training (COCO ``iscrowd``, VOC
   ``difficult``), same fields;
+* ``ori_gt_instances``: ``bboxes`` in *original* image coordinates,
+  ``labels``, ``ignore`` (bool: crowd / difficult) and ``masks`` when asked
+  for; the metrics evaluate against these;
 * ``pred_instances``: ``bboxes``, ``scores``, ``labels`` in *original*
   image coordinates (the model maps them back with ``scale_factor``).
 """

@@ -13,6 +13,16 @@ from toolbox.registry import BACKBONES
 INPUT = 64  # strides 4..32 -> 16, 8, 4, 2
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """These small convs run far faster on one thread than on OpenMP threads
+    fighting over a shared CPU; the previous setting is restored."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BN statistics and affine, so a mis-mapped BN shows."""
     g = torch.Generator().manual_seed(seed)

@@ -85,8 +85,8 @@ class RandomCrop:
         if self.prob < 1.0 and random.random() >= self.prob:
             return results
         h, w = results["img"].shape[:2]
-        had_objects = "gt_bboxes" in results and not np.all(
-            results.get("gt_ignore_flags", np.zeros(0, bool)))
+        n = len(results.get("gt_bboxes", ()))
+        had_objects = n > 0 and not np.all(results.get("gt_ignore_flags", np.zeros(n, bool)))
         for _ in range(self.max_attempts):
             window = self.sample_window(h, w)
             if window is None:

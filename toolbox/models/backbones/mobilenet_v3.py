@@ -11,19 +11,21 @@ of each resolution:
 =========  ======  ==========================  ==========================
 out index  stride  Large (width 1.0)           Small (width 1.0)
 =========  ======  ==========================  ==========================
-0          4       block 3 (24 ch)             block 1 (16 ch)
-1          8       block 6 (40 ch)             block 3 (24 ch)
-2          16      block 12 (112 ch)           block 8 (48 ch)
-3          32      final 1x1 conv (960 ch)     final 1x1 conv (576 ch)
+0          4       ``features[3]``, 24 ch      ``features[1]``, 16 ch
+1          8       ``features[6]``, 40 ch      ``features[3]``, 24 ch
+2          16      ``features[12]``, 112 ch    ``features[8]``, 48 ch
+3          32      ``features[16]``, 960 ch    ``features[12]``, 576 ch
 =========  ======  ==========================  ==========================
 
-The stride-32 output is the final 1x1 expansion conv (``features[-1]`` in
-torchvision, what ``fasterrcnn_mobilenet_v3_large_fpn`` feeds its FPN), so
-the backbone holds every weight of torchvision's ``features``.
+(indices into torchvision's ``features``). The stride-32 output is the
+final 1x1 expansion conv (``features[-1]``, what torchvision's
+``fasterrcnn_mobilenet_v3_large_fpn`` feeds its FPN), so the backbone holds
+every weight of torchvision's ``features``.
 
-Stages (for ``frozen_stages``): the stem (stride-2 conv) is stage 0 and
-stage ``i`` (1..4) holds the blocks that end at output ``i - 1``. Stages after
-the last requested output are not built (as in detectron2 and timm).
+Stages (for ``frozen_stages``): the stem (stride-2 conv) is stage 0 and stage
+``i`` (1..4) holds the layers ending at output ``i - 1`` (Large's first
+block, still at stride 2, joins stage 1). Stages after the last requested
+output are not built (as in detectron2 and timm).
 
 Layers are plain ``Conv2d -> BatchNorm2d -> activation`` sequences, so
 ``mmcv.cnn.fuse_conv_bn`` folds every BatchNorm into its conv.
@@ -168,7 +170,8 @@ class MobileNetV3(Backbone):
             raise ValueError(f"MobileNetV3: arch must be one of {sorted(_ARCHS)}, got {arch!r}")
         if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) \
                 or width_mult <= 0:
-            raise ValueError(f"MobileNetV3: width_mult must be a positive number, got {width_mult!r}")
+            raise ValueError(f"MobileNetV3: width_mult must be a positive number, "
+                             f"got {width_mult!r}")
         out_indices = _check_out_indices(out_indices, _NUM_OUTPUTS, "MobileNetV3")
         if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= _NUM_OUTPUTS):
             raise ValueError(f"MobileNetV3: frozen_stages must be an int in [-1, {_NUM_OUTPUTS}], "
@@ -207,7 +210,7 @@ class MobileNetV3(Backbone):
         # (qualified name, layer names) of every block of the arch, built or
         # not, in torchvision's ``features`` order: the key mapping reads it.
         self._block_layout = tuple(
-            (f"stage{s + 1}.{i}", tuple(block._modules))
+            (f"stage{s + 1}.{i}", tuple(name for name, _ in block.named_children()))
             for s, blocks in enumerate(stage_blocks) for i, block in enumerate(blocks))
 
         self._stage_names = tuple(f"stage{i + 1}" for i in range(self.num_stages))
@@ -242,28 +245,23 @@ class MobileNetV3(Backbone):
 
     # -- torchvision weights -------------------------------------------------
     def reference_key_map(self) -> dict[str, str | None]:
-        """torchvision module path -> this module's path (None: not built)."""
-        mapping: dict[str, str | None] = {"features.0.0": "stem.conv", "features.0.1": "stem.bn"}
-        built = {f"stage{i + 1}" for i in range(self.num_stages)}
-
-        def conv_norm(tv: str, ours: str | None) -> None:
-            mapping[f"{tv}.0"] = f"{ours}.conv" if ours else None
-            mapping[f"{tv}.1"] = f"{ours}.bn" if ours else None
-
+        """torchvision module path -> this module's path (None: a layer of a
+        stage that is not built)."""
+        mapping = {"features.0.0": "stem.conv", "features.0.1": "stem.bn"}
         for index, (name, parts) in enumerate(self._block_layout):
-            tv_block = f"features.{index + 1}.block"
-            ours = name if name.split(".")[0] in built else None
-            for position, part in enumerate(parts):
-                tv = f"{tv_block}.{position}"
+            for position, part in enumerate(parts):  # torchvision's ``block`` Sequential
+                tv = f"features.{index + 1}.block.{position}"
                 if part == "se":
-                    mapping[f"{tv}.fc1"] = f"{ours}.se.reduce" if ours else None
-                    mapping[f"{tv}.fc2"] = f"{ours}.se.expand" if ours else None
+                    mapping[f"{tv}.fc1"] = f"{name}.se.reduce"
+                    mapping[f"{tv}.fc2"] = f"{name}.se.expand"
                 else:
-                    conv_norm(tv, f"{ours}.{part}" if ours else None)
-        last = f"stage{_NUM_OUTPUTS}"
-        conv_norm(f"features.{len(self._block_layout) + 1}",
-                  f"{last}.last_conv" if last in built else None)
-        return mapping
+                    mapping[f"{tv}.0"] = f"{name}.{part}.conv"
+                    mapping[f"{tv}.1"] = f"{name}.{part}.bn"
+        last = len(self._block_layout) + 1
+        mapping[f"features.{last}.0"] = f"stage{_NUM_OUTPUTS}.last_conv.conv"
+        mapping[f"features.{last}.1"] = f"stage{_NUM_OUTPUTS}.last_conv.bn"
+        built = {"stem", *self._stage_names}
+        return {k: (v if v.partition(".")[0] in built else None) for k, v in mapping.items()}
 
     def convert_reference_state_dict(self, state_dict: Mapping[str, torch.Tensor]
                                       ) -> "OrderedDict[str, torch.Tensor]":

@@ -115,7 +115,7 @@ class VGG(Backbone):
             for i in range(1, num_convs + 1):
                 stage += _conv_layers(f"conv{block}_{i}", in_channels, channels, norm)
                 in_channels = channels
-            if block < 4:  # pool3 in ceil mode: 300 -> 38, 320 -> 40 as in SSD
+            if block < 4:  # pool3 in ceil mode (SSD300: 75 -> 38)
                 stage.append((f"pool{block}", nn.MaxPool2d(2, 2, ceil_mode=block == 3)))
         stages[3] += [("pool5", nn.MaxPool2d(2, 2))]
         stages[3] += _conv_layers("fc6", 512, 1024, norm, padding=3, dilation=3)
