@@ -27,25 +27,31 @@ class ClassFrequencyHook(Hook):
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        takers = [m for m in model.modules() if getattr(m, "needs_class_frequencies", False)]
-        if not takers:
-            return
-        dataset = runner.train_dataloader.dataset
-        while not hasattr(dataset, "class_frequencies") and hasattr(dataset, "dataset"):
-            dataset = dataset.dataset  # unwrap RepeatDataset and the like
-        if not hasattr(dataset, "class_frequencies"):
-            raise TypeError(
-                f"{type(takers[0]).__name__} needs class frequencies but the training "
-                f"dataset {type(dataset).__name__} has no class_frequencies() method")
-        freqs = dataset.class_frequencies()
-        for module in takers:
-            extra = {}
-            if "num_images" in freqs and "num_images" in \
-                    inspect.signature(module.set_class_frequencies).parameters:
-                extra["num_images"] = freqs["num_images"]
-            module.set_class_frequencies(freqs["instance_counts"], freqs["image_counts"], **extra)
-        print_log(f"class frequencies handed to {len(takers)} module(s): "
-                  f"instances per class {freqs['instance_counts']}", logger="current")
+        taken = hand_class_frequencies(model, runner.train_dataloader.dataset)
+        if taken:
+            print_log(f"class frequencies handed to {taken} module(s)", logger="current")
+
+
+def hand_class_frequencies(model, dataset) -> int:
+    """Give every module of ``model`` that declares ``needs_class_frequencies``
+    the per-class counts of ``dataset``; returns how many modules took them."""
+    takers = [m for m in model.modules() if getattr(m, "needs_class_frequencies", False)]
+    if not takers:
+        return 0
+    while not hasattr(dataset, "class_frequencies") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset  # unwrap RepeatDataset and the like
+    if not hasattr(dataset, "class_frequencies"):
+        raise TypeError(
+            f"{type(takers[0]).__name__} needs class frequencies but the training "
+            f"dataset {type(dataset).__name__} has no class_frequencies() method")
+    freqs = dataset.class_frequencies()
+    for module in takers:
+        extra = {}
+        if "num_images" in freqs and "num_images" in \
+                inspect.signature(module.set_class_frequencies).parameters:
+            extra["num_images"] = freqs["num_images"]
+        module.set_class_frequencies(freqs["instance_counts"], freqs["image_counts"], **extra)
+    return len(takers)
 
 
 @HOOKS.register_module()
@@ -77,7 +83,7 @@ class ProgressBarHook(Hook):
         if self._bar is not None:
             self._bar.update(1)
             if outputs and "loss" in outputs:
-                self._bar.set_postfix(loss=f"{float(outputs['loss']):.3f}", epoch=runner.epoch + 1,
+                self._bar.set_postfix(loss=f"{float(outputs['loss'].detach()):.3f}", epoch=runner.epoch + 1,
                                       refresh=False)
 
     def after_train(self, runner):

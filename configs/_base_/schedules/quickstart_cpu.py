@@ -1,5 +1,5 @@
 # A short CPU schedule: AdamW with warm-up and cosine decay, epoch-based.
-max_epochs = 12
+max_epochs = 6
 train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
@@ -7,7 +7,7 @@ optim_wrapper = dict(type="OptimWrapper",
                      optimizer=dict(type="AdamW", lr=2e-3, weight_decay=0.05),
                      clip_grad=dict(max_norm=10.0))
 param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=200),
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
          eta_min_ratio=0.01, convert_to_iter_based=True),
 ]

@@ -12,34 +12,18 @@ from toolbox.registry import BACKBONES
 
 INPUT = 64  # strides 4..32 -> 16, 8, 4, 2
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These small convs run far faster on one thread than on OpenMP threads
-    fighting over a shared CPU; the previous setting is restored."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine, so a mis-mapped BN shows."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model
-
-
-def torchvision_model(arch: str, width_mult: float = 1.0) -> nn.Module:
-    torch.manual_seed(0)
-    build = getattr(torchvision.models, f"mobilenet_v3_{arch}")
-    return randomise_batchnorm(build(weights=None, width_mult=width_mult)).eval()
+@pytest.fixture(scope="module")
+def torchvision_model(randomise_batchnorm):
+    """``(arch, width_mult=1.0) ->`` torchvision's mobilenet_v3_{arch}, seeded,
+    with random BN statistics, in eval mode."""
+    def build(arch: str, width_mult: float = 1.0) -> nn.Module:
+        torch.manual_seed(0)
+        constructor = getattr(torchvision.models, f"mobilenet_v3_{arch}")
+        return randomise_batchnorm(constructor(weights=None, width_mult=width_mult)).eval()
+    return build
 
 
 def reference_features(features: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
@@ -55,12 +39,13 @@ def reference_features(features: nn.Sequential, x: torch.Tensor) -> list[torch.T
 
 
 @pytest.fixture(scope="module")
-def references():
+def references(torchvision_model):
     return {arch: torchvision_model(arch) for arch in ("large", "small")}
 
 
 @pytest.mark.parametrize("arch,width_mult", [("large", 1.0), ("small", 1.0), ("large", 0.75)])
-def test_matches_torchvision_features(references, arch, width_mult):
+def test_matches_torchvision_features(references, torchvision_model, assert_maps_close,
+                                      assert_declared_outputs, arch, width_mult):
     ref = references[arch] if width_mult == 1.0 else torchvision_model(arch, width_mult)
     model = MobileNetV3(arch=arch, width_mult=width_mult).eval()
     result = model.load_reference(ref.state_dict())
@@ -68,15 +53,11 @@ def test_matches_torchvision_features(references, arch, width_mult):
     x = torch.randn(1, 3, INPUT, INPUT, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         outs = model(x)
-    expected = reference_features(ref.features, x)
     assert len(outs) == 4
-    for out, exp in zip(outs, expected):
-        assert out.shape == exp.shape
-        assert (out - exp).abs().max().item() <= 1e-5
+    assert_maps_close(outs, reference_features(ref.features, x), atol=1e-5)
     # Declared outputs agree with the maps actually returned.
-    assert model.out_channels == tuple(o.shape[1] for o in outs)
-    assert model.out_strides == tuple(INPUT // o.shape[-1] for o in outs) == (4, 8, 16, 32)
-    assert model.size_divisor == 32
+    assert_declared_outputs(model, outs, INPUT)
+    assert model.out_strides == (4, 8, 16, 32) and model.size_divisor == 32
 
 
 @pytest.mark.parametrize("arch,width_mult", [("large", 1.0), ("small", 1.0),
@@ -96,7 +77,7 @@ def test_paper_channel_widths():
     assert MobileNetV3("small").out_channels == (16, 24, 48, 576)
 
 
-def test_out_indices_select_and_prune(references):
+def test_out_indices_select_and_prune(references, assert_maps_close):
     model = MobileNetV3(arch="large", out_indices=(1, 2)).eval()
     assert model.out_strides == (8, 16) and model.out_channels == (40, 112)
     assert model.size_divisor == 16
@@ -106,9 +87,7 @@ def test_out_indices_select_and_prune(references):
     x = torch.randn(1, 3, INPUT, INPUT)
     with torch.no_grad():
         outs = model(x)
-    expected = reference_features(references["large"].features, x)[1:3]
-    assert [o.shape for o in outs] == [e.shape for e in expected]
-    assert all(torch.allclose(o, e, atol=1e-5, rtol=0) for o, e in zip(outs, expected))
+    assert_maps_close(outs, reference_features(references["large"].features, x)[1:3], atol=1e-5)
 
 
 def test_frozen_stages_freeze_parameters_and_batchnorm():

@@ -13,35 +13,19 @@ from toolbox.registry import BACKBONES
 
 INPUT = 64
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These small convs run far faster on one thread than on OpenMP threads
-    fighting over a shared CPU; the previous setting is restored."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and affine, so a mis-mapped BN shows."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model
-
-
-def torchvision_resnet(depth: int, dc5: bool = False) -> nn.Module:
-    torch.manual_seed(0)
-    kwargs = dict(replace_stride_with_dilation=[False, False, True]) if dc5 else {}
-    model = getattr(torchvision.models, f"resnet{depth}")(weights=None, **kwargs)
-    return randomise_batchnorm(model).eval()
+@pytest.fixture(scope="module")
+def torchvision_resnet(randomise_batchnorm):
+    """``(depth, dc5=False) ->`` torchvision's resnet{depth} (DC5: C5 dilated),
+    seeded, with random BN statistics, in eval mode."""
+    def build(depth: int, dc5: bool = False) -> nn.Module:
+        torch.manual_seed(0)
+        kwargs = dict(replace_stride_with_dilation=[False, False, True]) if dc5 else {}
+        model = getattr(torchvision.models, f"resnet{depth}")(weights=None, **kwargs)
+        return randomise_batchnorm(model).eval()
+    return build
 
 
 def reference_features(tv: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -56,44 +40,45 @@ def reference_features(tv: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def resnet18():
+def resnet18(torchvision_resnet):
     return torchvision_resnet(18)
 
 
 @pytest.fixture(scope="module")
-def resnet50_dc5():
+def resnet50_dc5(torchvision_resnet):
     return torchvision_resnet(50, dc5=True)
 
 
-def check_equivalence(model: ResNet, ref: nn.Module, atol: float = 1e-5, rtol: float = 0.0,
-                      size: int = INPUT):
-    result = model.load_reference(ref.state_dict())
-    assert not result.missing_keys and not result.unexpected_keys
-    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        outs = model.eval()(x)
-    expected = reference_features(ref, x)
-    assert len(outs) == 4
-    for out, exp in zip(outs, expected):
-        assert out.shape == exp.shape
-        torch.testing.assert_close(out, exp, atol=atol, rtol=rtol)
-    assert model.out_channels == tuple(o.shape[1] for o in outs)
-    assert model.out_strides == tuple(size // o.shape[-1] for o in outs)
-    return outs
+@pytest.fixture(scope="module")
+def check_equivalence(assert_maps_close, assert_declared_outputs):
+    """``(model, ref, atol=1e-5, rtol=0) -> outs``: ``model`` loads ``ref``'s
+    weights strictly and returns C2..C5 as ``ref`` computes them, with the
+    declared channels and strides."""
+    def check(model: ResNet, ref: nn.Module, atol: float = 1e-5, rtol: float = 0.0):
+        result = model.load_reference(ref.state_dict())
+        assert not result.missing_keys and not result.unexpected_keys
+        x = torch.randn(1, 3, INPUT, INPUT, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            outs = model.eval()(x)
+        assert len(outs) == 4
+        assert_maps_close(outs, reference_features(ref, x), atol=atol, rtol=rtol)
+        assert_declared_outputs(model, outs, INPUT)
+        return outs
+    return check
 
 
-def test_resnet18_matches_torchvision(resnet18):
+def test_resnet18_matches_torchvision(check_equivalence, resnet18):
     check_equivalence(ResNet(depth=18), resnet18)
 
 
-def test_resnet50_matches_torchvision():
+def test_resnet50_matches_torchvision(check_equivalence, torchvision_resnet):
     model = ResNet(depth=50)
     check_equivalence(model, torchvision_resnet(50))
     assert model.out_channels == (256, 512, 1024, 2048)
     assert model.out_strides == (4, 8, 16, 32) and model.size_divisor == 32
 
 
-def test_resnet50_dc5_matches_torchvision_dilation(resnet50_dc5):
+def test_resnet50_dc5_matches_torchvision_dilation(check_equivalence, resnet50_dc5):
     model = ResNet(depth=50, dilate_c5=True)
     outs = check_equivalence(model, resnet50_dc5)
     assert model.out_strides == (4, 8, 16, 16) and model.size_divisor == 16
@@ -102,7 +87,7 @@ def test_resnet50_dc5_matches_torchvision_dilation(resnet50_dc5):
     assert model.layer4[1].conv2.dilation == (2, 2)
 
 
-def test_frozen_bn_loads_batchnorm_weights(resnet18):
+def test_frozen_bn_loads_batchnorm_weights(check_equivalence, resnet18):
     # DETR's set-up: torchvision BN weights into FrozenBatchNorm2d. Both
     # compute the same affine map but round differently (FrozenBN folds the
     # scale first): the tolerance is ~1e-5 of the maps' magnitude (~20).
@@ -121,7 +106,7 @@ def test_parameter_count_equals_torchvision_without_fc(depth):
     assert sum(p.numel() for p in model.parameters()) == expected
 
 
-def test_out_indices_select_and_prune(resnet18):
+def test_out_indices_select_and_prune(resnet18, assert_maps_close):
     model = ResNet(depth=18, out_indices=(1, 2)).eval()
     assert model.out_channels == (128, 256) and model.out_strides == (8, 16)
     assert not hasattr(model, "layer4")
@@ -130,9 +115,7 @@ def test_out_indices_select_and_prune(resnet18):
     x = torch.randn(1, 3, INPUT, INPUT)
     with torch.no_grad():
         outs = model(x)
-    expected = reference_features(resnet18, x)[1:3]
-    for out, exp in zip(outs, expected):
-        torch.testing.assert_close(out, exp, atol=1e-5, rtol=0)
+    assert_maps_close(outs, reference_features(resnet18, x)[1:3], atol=1e-5)
 
 
 def test_frozen_stages_freeze_parameters_and_batchnorm():

@@ -14,6 +14,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from toolbox.models.backbones.spinenet import SpineNet
 from toolbox.registry import BACKBONES
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the shared CPU is oversubscribed
+
 ARCHS = ("49S", "49", "96", "143", "190")
 
 # Du et al., CVPR 2020, the RetinaNet table of the SpineNet family (also the
@@ -42,15 +44,6 @@ def retinanet_head_macs(width: int, num_convs: int, size: int) -> int:
     per_position = (2 * num_convs * 9 * width * width
                     + 9 * width * NUM_ANCHORS * (NUM_CLASSES + 4))
     return per_position * positions
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The shared CPU is oversubscribed; intra-op threads then spin for nothing."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def meta_spinenet(**kwargs) -> SpineNet:

@@ -11,27 +11,7 @@ from toolbox.registry import BACKBONES
 
 INPUT = 64
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """These small convs run far faster on one thread than on OpenMP threads
-    fighting over a shared CPU; the previous setting is restored."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +33,8 @@ def relu_outputs(features: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]
 
 
 @pytest.mark.parametrize("norm", [None, "BN"])
-def test_conv4_3_and_conv5_3_match_torchvision(vgg16, norm):
+def test_conv4_3_and_conv5_3_match_torchvision(vgg16, randomise_batchnorm, assert_maps_close,
+                                               norm):
     if norm == "BN":  # vgg16_bn's ``features``, built by torchvision's own code
         torch.manual_seed(0)
         features = randomise_batchnorm(make_layers(cfgs["D"], batch_norm=True)).eval()
@@ -69,19 +50,18 @@ def test_conv4_3_and_conv5_3_match_torchvision(vgg16, norm):
     assert not result.missing_keys and not result.unexpected_keys
     with torch.no_grad():
         out4, out5 = raw(x)
-    assert out4.shape == conv4_3.shape == (1, 512, INPUT // 8, INPUT // 8)
-    assert out5.shape == conv5_3.shape == (1, 512, INPUT // 16, INPUT // 16)
-    assert (out4 - conv4_3).abs().max().item() <= 1e-5
-    assert (out5 - conv5_3).abs().max().item() <= 1e-5
+    assert out4.shape == (1, 512, INPUT // 8, INPUT // 8)
+    assert out5.shape == (1, 512, INPUT // 16, INPUT // 16)
+    assert_maps_close((out4, out5), (conv4_3, conv5_3), atol=1e-5)
 
     # With the default L2Norm: x / ||x||_2 over channels, times 10 and 8.
     model = VGG(norm=norm, out_indices=(0, 1)).eval()
     model.load_reference(state)
     with torch.no_grad():
         outs = model(x)
-    for out, feat, scale in zip(outs, (conv4_3, conv5_3), (10.0, 8.0)):
-        expected = feat / feat.pow(2).sum(1, keepdim=True).sqrt().clamp_min(1e-10) * scale
-        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    expected = [feat / feat.pow(2).sum(1, keepdim=True).sqrt().clamp_min(1e-10) * scale
+                for feat, scale in zip((conv4_3, conv5_3), (10.0, 8.0))]
+    assert_maps_close(outs, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_refinedet_strides_and_channels():

@@ -28,14 +28,7 @@ VOVNET27_SLIM_UPSTREAM = dict(
     block_per_stage=[1, 1, 1, 1], residual=False, depthwise=False, attn="")
 SMALL = "V-19-slim-dw-eSE"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Full-size models on a shared 2-core machine: avoid thread oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # full-size models, shared 2-core CPU
 
 
 def _timm_model(arch: str, **kwargs) -> nn.Module:
@@ -84,13 +77,8 @@ def _num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _max_diff(outs, refs) -> float:
-    assert [o.shape for o in outs] == [r.shape for r in refs]
-    return max((o - r).abs().max().item() for o, r in zip(outs, refs))
-
-
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_matches_timm(arch):
+def test_matches_timm(arch, assert_maps_close):
     plain, features = _reference(arch)
     with torch.device("meta"):  # weights all come from timm (load_reference: below)
         model = VoVNet(arch=arch)
@@ -101,7 +89,7 @@ def test_matches_timm(arch):
     model.eval()
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert _max_diff(model(x), features(x)) <= 1e-5
+        assert_maps_close(model(x), features(x), atol=1e-5)
 
 
 def test_registry_build_and_declared_outputs():
@@ -117,7 +105,7 @@ def test_registry_build_and_declared_outputs():
         (c, 64 // s, 64 // s) for c, s in zip(model.out_channels, model.out_strides)]
 
 
-def test_out_indices_select_stages():
+def test_out_indices_select_stages(assert_maps_close):
     plain, features = _reference(SMALL)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -131,7 +119,7 @@ def test_out_indices_select_stages():
         assert len(model.stages()) == 1 + out_indices[-1] + 1
         with torch.no_grad():
             outs = model.eval()(x)
-        assert _max_diff(outs, [expected[i] for i in out_indices]) <= 1e-5
+        assert_maps_close(outs, [expected[i] for i in out_indices], atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, word", [
@@ -180,7 +168,7 @@ def test_norm_eval():
     assert model.stem[0].conv.weight.grad is not None
 
 
-def test_load_reference_from_saved_files(tmp_path):
+def test_load_reference_from_saved_files(tmp_path, assert_maps_close):
     plain, features = _reference("V-19-slim-eSE")
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -191,7 +179,7 @@ def test_load_reference_from_saved_files(tmp_path):
         model = VoVNet(arch="V-19-slim-eSE")
         model.load_reference(str(tmp_path / name))
         with torch.no_grad():
-            assert _max_diff(model.eval()(x), expected) <= 1e-5
+            assert_maps_close(model.eval()(x), expected, atol=1e-5)
 
 
 def test_reference_of_another_arch_is_refused():
@@ -200,7 +188,7 @@ def test_reference_of_another_arch_is_refused():
         VoVNet(arch="V-19-slim-eSE").load_reference(depthwise)
 
 
-def test_batchnorms_fold_into_convs():
+def test_batchnorms_fold_into_convs(assert_maps_close):
     from mmcv.cnn import fuse_conv_bn
 
     plain, _ = _reference(SMALL)
@@ -211,4 +199,4 @@ def test_batchnorms_fold_into_convs():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert _max_diff(fused(x), model(x)) <= 1e-4
+        assert_maps_close(fused(x), model(x), atol=1e-4)

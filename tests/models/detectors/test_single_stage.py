@@ -9,6 +9,8 @@ from toolbox.models.necks.base import Neck
 from toolbox.registry import BACKBONES, MODELS, NECKS
 from toolbox.structures import DetDataSample
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors, shared CPU
+
 
 class StandInBackbone(Backbone):
     """Stand-in backbone: maps of widths ``channels`` at strides 8, 16."""
@@ -59,10 +61,6 @@ def stand_ins():
         BACKBONES.register_module(module=module, force=True)
     for module in (StandInNeck, ChannelsOnlyNeck):
         NECKS.register_module(module=module, force=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 HEAD = dict(type="RetinaHead", num_classes=2, feat_channels=8, stacked_convs=1,

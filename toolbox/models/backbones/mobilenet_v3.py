@@ -38,7 +38,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from toolbox.models.backbones.base import Backbone
+from toolbox.models.backbones.base import (Backbone, check_frozen_stages, check_out_indices,
+                                           init_like_torchvision)
 
 __all__ = ["MobileNetV3"]
 
@@ -172,10 +173,8 @@ class MobileNetV3(Backbone):
                 or width_mult <= 0:
             raise ValueError(f"MobileNetV3: width_mult must be a positive number, "
                              f"got {width_mult!r}")
-        out_indices = _check_out_indices(out_indices, _NUM_OUTPUTS, "MobileNetV3")
-        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= _NUM_OUTPUTS):
-            raise ValueError(f"MobileNetV3: frozen_stages must be an int in [-1, {_NUM_OUTPUTS}], "
-                             f"got {frozen_stages!r}")
+        out_indices = check_out_indices(out_indices, _NUM_OUTPUTS, "MobileNetV3")
+        check_frozen_stages(frozen_stages, _NUM_OUTPUTS, "MobileNetV3")
         super().__init__(frozen_stages=frozen_stages, norm_eval=norm_eval, init_cfg=init_cfg)
         self.arch = arch
         self.width_mult = width_mult
@@ -213,35 +212,9 @@ class MobileNetV3(Backbone):
             (f"stage{s + 1}.{i}", tuple(name for name, _ in block.named_children()))
             for s, blocks in enumerate(stage_blocks) for i, block in enumerate(blocks))
 
-        self._stage_names = tuple(f"stage{i + 1}" for i in range(self.num_stages))
-        self._keep = tuple(i in out_indices for i in range(self.num_stages))
-        self.out_channels = tuple(stage_widths[i] for i in out_indices)
-        self.out_strides = tuple(2 ** (i + 2) for i in out_indices)
-        self.size_divisor = max(self.out_strides)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """torchvision's initialisation: Kaiming-normal (fan-out) convs."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def stages(self) -> list[nn.Module]:
-        return [self.stem] + [getattr(self, name) for name in self._stage_names]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = self.stem(x)
-        outs = []
-        for name, keep in zip(self._stage_names, self._keep):
-            x = getattr(self, name)(x)
-            if keep:
-                outs.append(x)
-        return tuple(outs)
+        self._declare_stage_chain([f"stage{i + 1}" for i in range(self.num_stages)], out_indices,
+                                  stage_widths, [2 ** (i + 2) for i in range(_NUM_OUTPUTS)])
+        init_like_torchvision(self)
 
     # -- torchvision weights -------------------------------------------------
     def reference_key_map(self) -> dict[str, str | None]:
@@ -270,39 +243,6 @@ class MobileNetV3(Backbone):
         The classifier and the layers of stages that were not built are
         dropped; any other unknown key is an error.
         """
-        return _rename_by_module(state_dict, self.reference_key_map(), ("classifier.",),
-                                 "MobileNetV3", f"torchvision mobilenet_v3_{self.arch}")
-
-
-def _check_out_indices(out_indices, num_outputs: int, who: str) -> tuple[int, ...]:
-    try:
-        indices = tuple(out_indices)
-    except TypeError:
-        indices = None
-    if (not indices or any(not isinstance(i, int) or isinstance(i, bool) for i in indices)
-            or any(not 0 <= i < num_outputs for i in indices)
-            or any(a >= b for a, b in zip(indices, indices[1:]))):
-        raise ValueError(f"{who}: out_indices must be a non-empty, strictly increasing sequence "
-                         f"of ints in [0, {num_outputs - 1}], got {out_indices!r}")
-    return indices
-
-
-def _rename_by_module(state_dict: Mapping[str, torch.Tensor], module_map: Mapping[str, str | None],
-                      drop_prefixes: Sequence[str], who: str, source: str
-                      ) -> "OrderedDict[str, torch.Tensor]":
-    """Rename ``module.path.leaf`` keys through ``module_map``; a module mapped
-    to None or under ``drop_prefixes`` is dropped, anything else unknown is
-    an error."""
-    renamed: OrderedDict[str, torch.Tensor] = OrderedDict()
-    unknown = []
-    for key, value in state_dict.items():
-        module, _, leaf = key.rpartition(".")
-        if module in module_map:
-            if module_map[module] is not None:
-                renamed[f"{module_map[module]}.{leaf}"] = value
-        elif not key.startswith(tuple(drop_prefixes)):
-            unknown.append(key)
-    if unknown:
-        raise KeyError(f"{who}.convert_reference_state_dict: {len(unknown)} key(s) are not part "
-                       f"of a {source} state dict, e.g. {unknown[:5]}")
-    return renamed
+        module_map = {**self.reference_key_map(), "classifier": None}
+        return self._rename_reference_keys(state_dict, module_map,
+                                           f"torchvision mobilenet_v3_{self.arch}")

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from toolbox.models.backbones.base import Backbone
+from toolbox.models.backbones.base import (Backbone, check_frozen_stages, check_out_indices,
+                                           init_like_torchvision)
 
 __all__ = ["ResNet"]
 
@@ -108,10 +109,8 @@ class ResNet(Backbone):
             raise ValueError(f"ResNet: depth must be one of {sorted(_DEPTHS)}, got {depth!r}")
         if norm not in _NORMS:
             raise ValueError(f"ResNet: norm must be one of {sorted(_NORMS)}, got {norm!r}")
-        out_indices = _check_out_indices(out_indices, _NUM_OUTPUTS, "ResNet")
-        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= _NUM_OUTPUTS):
-            raise ValueError(f"ResNet: frozen_stages must be an int in [-1, {_NUM_OUTPUTS}], "
-                             f"got {frozen_stages!r}")
+        out_indices = check_out_indices(out_indices, _NUM_OUTPUTS, "ResNet")
+        check_frozen_stages(frozen_stages, _NUM_OUTPUTS, "ResNet")
         block, num_blocks = _DEPTHS[depth]
         if dilate_c5 and block is BasicBlock:
             raise ValueError(f"ResNet: dilate_c5=True needs a bottleneck ResNet (depth 50, 101 "
@@ -146,12 +145,9 @@ class ResNet(Backbone):
             strides.append(stride_so_far)
             widths.append(in_channels)
 
-        self._stage_names = tuple(f"layer{i + 1}" for i in range(self.num_stages))
-        self._keep = tuple(i in out_indices for i in range(self.num_stages))
-        self.out_channels = tuple(widths[i] for i in out_indices)
-        self.out_strides = tuple(strides[i] for i in out_indices)
-        self.size_divisor = max(self.out_strides)
-        self._init_weights()
+        self._declare_stage_chain([f"layer{i + 1}" for i in range(self.num_stages)], out_indices,
+                                  widths, strides)
+        init_like_torchvision(self)
 
     @staticmethod
     def _make_layer(block: type, in_channels: int, planes: int, num_blocks: int, stride: int,
@@ -168,27 +164,6 @@ class ResNet(Backbone):
                    for _ in range(1, num_blocks)]
         return nn.Sequential(*blocks)
 
-    def _init_weights(self) -> None:
-        """torchvision's initialisation: Kaiming-normal (fan-out, ReLU) convs."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def stages(self) -> list[nn.Module]:
-        return [self.stem] + [getattr(self, name) for name in self._stage_names]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = self.stem(x)
-        outs = []
-        for name, keep in zip(self._stage_names, self._keep):
-            x = getattr(self, name)(x)
-            if keep:
-                outs.append(x)
-        return tuple(outs)
-
     # -- torchvision weights -------------------------------------------------
     def convert_reference_state_dict(self, state_dict: Mapping[str, torch.Tensor]
                                       ) -> "OrderedDict[str, torch.Tensor]":
@@ -199,35 +174,7 @@ class ResNet(Backbone):
         are dropped; any other key is an error. ``FrozenBatchNorm2d`` itself
         ignores ``num_batches_tracked``.
         """
-        renamed: OrderedDict[str, torch.Tensor] = OrderedDict()
-        built = set(self._stage_names)
-        unknown = []
-        for key, value in state_dict.items():
-            head, _, rest = key.partition(".")
-            if head == "conv1":
-                renamed[f"stem.conv.{rest}"] = value
-            elif head == "bn1":
-                renamed[f"stem.bn.{rest}"] = value
-            elif head in built:
-                renamed[key] = value
-            elif head == "fc" or head in {"layer1", "layer2", "layer3", "layer4"}:
-                continue  # classifier, or a stage this instance does not build
-            else:
-                unknown.append(key)
-        if unknown:
-            raise KeyError(f"ResNet.convert_reference_state_dict: {len(unknown)} key(s) are not "
-                           f"part of a torchvision resnet state dict, e.g. {unknown[:5]}")
-        return renamed
-
-
-def _check_out_indices(out_indices, num_outputs: int, who: str) -> tuple[int, ...]:
-    try:
-        indices = tuple(out_indices)
-    except TypeError:
-        indices = None
-    if (not indices or any(not isinstance(i, int) or isinstance(i, bool) for i in indices)
-            or any(not 0 <= i < num_outputs for i in indices)
-            or any(a >= b for a, b in zip(indices, indices[1:]))):
-        raise ValueError(f"{who}: out_indices must be a non-empty, strictly increasing sequence "
-                         f"of ints in [0, {num_outputs - 1}], got {out_indices!r}")
-    return indices
+        module_map = {"conv1": "stem.conv", "bn1": "stem.bn", "fc": None}
+        module_map.update({f"layer{i + 1}": None for i in range(_NUM_OUTPUTS)})  # not built
+        module_map.update({name: name for name in self._stage_names})
+        return self._rename_reference_keys(state_dict, module_map, "torchvision resnet")

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from toolbox.models.backbones._swin_blocks import PatchEmbed, SwinStage
-from toolbox.models.backbones.base import Backbone
+from toolbox.models.backbones.base import Backbone, check_frozen_stages
 
 __all__ = ["SwinTransformer"]
 
@@ -99,9 +99,7 @@ class SwinTransformer(Backbone):
                                   for i in out_indices) or len(set(out_indices)) != len(out_indices):
             raise ValueError(f"SwinTransformer: out_indices must be distinct stage indices in "
                              f"[0, {num_stages - 1}], got {out_indices}")
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f"SwinTransformer: frozen_stages must be in [-1, {num_stages}], "
-                             f"got {frozen_stages}")
+        check_frozen_stages(frozen_stages, num_stages, "SwinTransformer")
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"SwinTransformer: drop_path_rate must be in [0, 1), "
                              f"got {drop_path_rate}")

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolbox.models.backbones.base import Backbone
+from toolbox.models.backbones.base import (Backbone, check_frozen_stages, check_out_indices,
+                                           init_like_torchvision)
 
 __all__ = ["VGG"]
 
@@ -91,10 +92,8 @@ class VGG(Backbone):
             raise ValueError(f"VGG: only depth=16 is implemented, got {depth!r}")
         if norm not in (None, "BN"):
             raise ValueError(f"VGG: norm must be None or 'BN', got {norm!r}")
-        out_indices = _check_out_indices(out_indices, _NUM_OUTPUTS, "VGG")
-        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= _NUM_OUTPUTS):
-            raise ValueError(f"VGG: frozen_stages must be an int in [-1, {_NUM_OUTPUTS}], "
-                             f"got {frozen_stages!r}")
+        out_indices = check_out_indices(out_indices, _NUM_OUTPUTS, "VGG")
+        check_frozen_stages(frozen_stages, _NUM_OUTPUTS, "VGG")
         scales = (None, None) if l2_norm_scales is None else tuple(l2_norm_scales)
         if len(scales) != 2 or any(s is not None and not (isinstance(s, (int, float))
                                                            and s > 0) for s in scales):
@@ -131,34 +130,12 @@ class VGG(Backbone):
             L2Norm(_OUT_CHANNELS[i], scales[i]) if i < 2 and scales[i] is not None
             else nn.Identity() for i in range(self.num_stages))
 
-        self._stage_names = tuple(f"stage{i + 1}" for i in range(self.num_stages))
-        self._keep = tuple(i in out_indices for i in range(self.num_stages))
-        self.out_channels = tuple(_OUT_CHANNELS[i] for i in out_indices)
-        self.out_strides = tuple(_OUT_STRIDES[i] for i in out_indices)
-        self.size_divisor = max(self.out_strides)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """torchvision's VGG initialisation (Kaiming-normal fan-out convs)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def stages(self) -> list[nn.Module]:
-        return [self.stem] + [getattr(self, name) for name in self._stage_names]
+        self._declare_stage_chain([f"stage{i + 1}" for i in range(self.num_stages)], out_indices,
+                                  _OUT_CHANNELS, _OUT_STRIDES)
+        init_like_torchvision(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = self.stem(x)
-        outs = []
-        for name, keep, out_norm in zip(self._stage_names, self._keep, self.output_norms):
-            x = getattr(self, name)(x)
-            if keep:
-                outs.append(out_norm(x))
-        return tuple(outs)
+        return self._forward_stage_chain(x, self.output_norms)
 
     # -- torchvision weights -------------------------------------------------
     def reference_key_map(self) -> dict[str, str | None]:
@@ -190,19 +167,8 @@ class VGG(Backbone):
         module's current values. An unknown key is an error.
         """
         module_map = self.reference_key_map()
-        renamed: OrderedDict[str, torch.Tensor] = OrderedDict()
-        unknown = []
-        for key, value in state_dict.items():
-            module, _, leaf = key.rpartition(".")
-            if module in module_map:
-                if module_map[module] is not None:
-                    renamed[f"{module_map[module]}.{leaf}"] = value
-            elif not key.startswith("classifier."):
-                unknown.append(key)
-        if unknown:
-            raise KeyError(f"VGG.convert_reference_state_dict: {len(unknown)} key(s) are not part "
-                           f"of a torchvision vgg16{'_bn' if self.norm else ''} state dict, "
-                           f"e.g. {unknown[:5]}")
+        renamed = self._rename_reference_keys(state_dict, {**module_map, "classifier": None},
+                                              f"torchvision vgg16{'_bn' if self.norm else ''}")
         from_reference = {v for v in module_map.values() if v is not None}
         if self.num_stages >= 3 and "classifier.0.weight" in state_dict:
             renamed.update(_reduce_fc(state_dict))
@@ -225,16 +191,3 @@ def _reduce_fc(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
         "stage3.fc7.weight": fc7[::step, ::step, None, None].contiguous(),
         "stage3.fc7.bias": state_dict["classifier.3.bias"][::step].contiguous(),
     }
-
-
-def _check_out_indices(out_indices, num_outputs: int, who: str) -> tuple[int, ...]:
-    try:
-        indices = tuple(out_indices)
-    except TypeError:
-        indices = None
-    if (not indices or any(not isinstance(i, int) or isinstance(i, bool) for i in indices)
-            or any(not 0 <= i < num_outputs for i in indices)
-            or any(a >= b for a, b in zip(indices, indices[1:]))):
-        raise ValueError(f"{who}: out_indices must be a non-empty, strictly increasing sequence "
-                         f"of ints in [0, {num_outputs - 1}], got {out_indices!r}")
-    return indices

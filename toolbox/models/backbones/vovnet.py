@@ -34,7 +34,7 @@ import torch
 from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
 from torch import nn
 
-from toolbox.models.backbones.base import Backbone
+from toolbox.models.backbones.base import Backbone, check_frozen_stages, check_out_indices
 
 __all__ = ["VoVNet"]
 
@@ -182,10 +182,11 @@ class VoVNet(Backbone):
         super().__init__(frozen_stages=frozen_stages, norm_eval=norm_eval, init_cfg=init_cfg)
         spec = self._resolve_arch(arch)
         self.arch = arch if isinstance(arch, str) else "custom"
-        self.out_indices = self._check_out_indices(out_indices)
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
-            raise ValueError(f"VoVNet: frozen_stages must be an int in -1..4 (-1 = none, "
-                             f"0 = stem, k = stem + k OSA stages), got {frozen_stages!r}")
+        self.out_indices = check_out_indices(
+            out_indices, len(STRIDES), "VoVNet",
+            " (OSA stages: 0 = stage 2 at stride 4, 3 = stage 5 at stride 32)")
+        check_frozen_stages(frozen_stages, len(STRIDES), "VoVNet",
+                            " (-1 = none, 0 = stem, k = stem + k OSA stages)")
         norm_cfg = dict(type="BN", requires_grad=True) if norm_cfg is None else norm_cfg
         if not isinstance(norm_cfg, dict) or "type" not in norm_cfg:
             raise ValueError(f"VoVNet: norm_cfg must be an mmcv norm config dict such as "
@@ -199,9 +200,9 @@ class VoVNet(Backbone):
             _conv(s1, s2, 3, norm_cfg, stride=2, depthwise=dw),
         )
         # stages after the last output are not built
-        self.stage_names = tuple(f"stage{i + 2}" for i in range(max(self.out_indices) + 1))
+        stage_names = [f"stage{i + 2}" for i in range(max(self.out_indices) + 1)]
         in_channels = s2
-        for index, name in enumerate(self.stage_names):
+        for index, name in enumerate(stage_names):
             layers = OrderedDict()
             if index > 0:
                 layers["pool"] = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
@@ -215,9 +216,7 @@ class VoVNet(Backbone):
                 in_channels = spec["out"][index]
             self.add_module(name, nn.Sequential(layers))
 
-        self.out_channels = tuple(spec["out"][i] for i in self.out_indices)
-        self.out_strides = tuple(STRIDES[i] for i in self.out_indices)
-        self.size_divisor = max(self.out_strides)
+        self._declare_stage_chain(stage_names, self.out_indices, spec["out"], STRIDES)
         if frozen_stages >= 0:
             self.freeze_stages()
 
@@ -243,28 +242,11 @@ class VoVNet(Backbone):
         raise ValueError(f"VoVNet: arch must be a name ({', '.join(ARCHS)}) or a dict, "
                          f"got {type(arch).__name__}")
 
-    @staticmethod
-    def _check_out_indices(out_indices) -> tuple[int, ...]:
-        indices = tuple(out_indices) if isinstance(out_indices, (list, tuple)) else None
-        if (not indices or any(type(i) is not int or not 0 <= i <= 3 for i in indices)
-                or list(indices) != sorted(set(indices))):
-            raise ValueError(f"VoVNet: out_indices must be increasing, unique OSA stage indices "
-                             f"in 0..3 (0 = stage 2 at stride 4, 3 = stage 5 at stride 32), "
-                             f"got {out_indices!r}")
-        return indices
-
-    # -- Backbone contract ----------------------------------------------------
-    def stages(self) -> list[nn.Module]:
-        return [self.stem] + [getattr(self, name) for name in self.stage_names]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = self.stem(x)
-        outs = []
-        for index, name in enumerate(self.stage_names):
-            x = getattr(self, name)(x)
-            if index in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+    # -- Backbone contract (stages() and forward(): the declared stage chain) --
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The OSA stages built (``stage2`` onwards), in forward order."""
+        return self._stage_names
 
     # -- reference weights --------------------------------------------------
     @staticmethod

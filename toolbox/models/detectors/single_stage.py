@@ -60,13 +60,31 @@ def _build(cfg, registry, where: str, fill: dict) -> nn.Module:
     return registry.build(cfg)
 
 
+class NeckChain(nn.Sequential):
+    """Necks applied in order (``neck=[dict(type='FPN'), dict(type='ASFF')]``);
+    declares the last neck's outputs."""
+
+    @property
+    def out_channels(self):
+        return self[-1].out_channels
+
+    @property
+    def out_strides(self):
+        return self[-1].out_strides
+
+    @property
+    def size_divisor(self):
+        return max(int(getattr(m, "size_divisor", 1) or 1) for m in self)
+
+
 class SingleStageDetector(BaseModel):
     """A one-stage detector: ``bbox_head(neck(backbone(images)))``.
 
     Args:
         backbone: a ``BACKBONES`` config (or module) declaring
             ``out_channels`` / ``out_strides``.
-        neck: an optional ``NECKS`` config.
+        neck: an optional ``NECKS`` config, or a list of them applied in order
+            (each one's ``in_channels`` / ``in_strides`` filled from the previous).
         bbox_head: a ``HEADS`` config with ``loss`` and ``predict``.
         data_preprocessor: defaults to mmengine's ``BaseDataPreprocessor``
             (moves data to the device; images arrive normalised and padded).
@@ -85,13 +103,15 @@ class SingleStageDetector(BaseModel):
             raise ValueError("SingleStageDetector: 'bbox_head' is required (a HEADS config)")
         self.backbone = _build(backbone, BACKBONES, "backbone", {})
         source, name = self.backbone, "backbone"
+        self.neck = None
         if neck is not None:
-            self.neck = _build(neck, NECKS, "neck", {
-                "in_channels": (_declared(source, "out_channels"), name),
-                "in_strides": (_declared(source, "out_strides"), name)})
-            source, name = self.neck, "neck"
-        else:
-            self.neck = None
+            chain = []
+            for cfg in (neck if isinstance(neck, (list, tuple)) else [neck]):
+                chain.append(_build(cfg, NECKS, "neck", {
+                    "in_channels": (_declared(source, "out_channels"), name),
+                    "in_strides": (_declared(source, "out_strides"), name)}))
+                source, name = chain[-1], "neck"
+            self.neck = chain[0] if len(chain) == 1 else NeckChain(*chain)
         channels = _declared(source, "out_channels")
         if channels is not None and len(set(channels)) == 1:
             channels = channels[0]

@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from toolbox.models.losses._long_tail import HOOK_HINT, EmptyBuffersLoadMixin, check_counts
 from toolbox.models.losses._reduction import check_reduction, expand_weight, weight_reduce_loss
-from toolbox.models.losses.eql import HOOK_HINT, check_counts, resize_empty_buffers
 
 __all__ = ["BalancedSoftmax"]
 
 
-class BalancedSoftmax(nn.Module):
+class BalancedSoftmax(EmptyBuffersLoadMixin, nn.Module):
     """Softmax cross-entropy with the logits shifted by ``log n_j`` in training.
 
     ``forward(pred, target, weight=None, avg_factor=None)`` where ``pred`` is
@@ -115,10 +115,6 @@ class BalancedSoftmax(nn.Module):
         loss = F.cross_entropy(pred + shift.to(pred.dtype), target.long(), reduction="none")
         weight = expand_weight(weight, loss, "BalancedSoftmax")
         return self.loss_weight * weight_reduce_loss(loss, weight, self.reduction, avg_factor)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        resize_empty_buffers(self, state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"loss_weight={self.loss_weight}"

@@ -23,14 +23,14 @@ import torch.nn.functional as F
 from mmengine.dist import all_reduce
 from torch import Tensor, nn
 
+from toolbox.models.losses._long_tail import EmptyBuffersLoadMixin
 from toolbox.models.losses._reduction import check_reduction, expand_weight, weight_reduce_loss
-from toolbox.models.losses.eql import resize_empty_buffers
 from toolbox.models.losses.focal_loss import labels_to_one_hot
 
 __all__ = ["EQLv2"]
 
 
-class EQLv2(nn.Module):
+class EQLv2(EmptyBuffersLoadMixin, nn.Module):
     """Gradient-balanced sigmoid cross-entropy.
 
     ``forward(pred [N, C] logits, target [N] long labels (C = background,
@@ -130,10 +130,6 @@ class EQLv2(nn.Module):
         all_reduce(neg)
         self.pos_grad += pos
         self.neg_grad += neg
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        resize_empty_buffers(self, state_dict, prefix)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (f"gamma={self.gamma}, mu={self.mu}, alpha={self.alpha}, "

@@ -1,0 +1,50 @@
+"""The quickstart path end to end, shrunk: tools/train.py trains and validates
+with COCO and VOC metrics, then tools/test.py on the saved checkpoint prints
+the very same metrics."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "quickstart" / "retinanet_mobilenetv3_fpn_synth.py"
+METRIC = re.compile(r"((?:coco|pascal_voc)/[\w@]+): (-?[\d.]+)")
+
+
+def _run(script, *args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / script), *map(str, args)],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    return run.stdout + run.stderr
+
+
+def _metrics(log, tag):
+    lines = [line for line in log.splitlines() if f"Epoch({tag})" in line and "coco/" in line]
+    assert lines, f"no {tag} metrics line in the log"
+    return dict(METRIC.findall(lines[-1]))
+
+
+def test_train_then_test_reports_identical_metrics(tmp_path):
+    data = tmp_path / "data"
+    shrink = [
+        "--cfg-options", "train_cfg.max_epochs=1", "train_cfg.val_interval=1",
+        "train_dataloader.batch_size=4", "train_dataloader.num_workers=0",
+        "train_dataloader.persistent_workers=False", "val_dataloader.num_workers=0",
+        "val_dataloader.persistent_workers=False",
+        f"train_dataloader.dataset.data_root={data}", "train_dataloader.dataset.num_images=8",
+        f"val_dataloader.dataset.data_root={data}", "val_dataloader.dataset.num_images=6",
+        "test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False",
+        f"test_dataloader.dataset.data_root={data}", "test_dataloader.dataset.num_images=6",
+        "param_scheduler.0.end=2"]
+    train_log = _run("train.py", CONFIG, "--work-dir", tmp_path / "wd", *shrink)
+    val = _metrics(train_log, "val")
+    for key in ("coco/bbox_mAP", "coco/bbox_mAP_50", "coco/bbox_mAP_75", "coco/bbox_mAP_s",
+                "coco/AR@100", "pascal_voc/mAP"):
+        assert key in val, key
+    assert "circle" in train_log and "hexagon" in train_log  # per-class tables printed
+    checkpoint = tmp_path / "wd" / "epoch_1.pth"
+    assert checkpoint.is_file()
+    test_log = _run("test.py", CONFIG, checkpoint, "--work-dir", tmp_path / "wd_test", *shrink)
+    assert _metrics(test_log, "test") == val
