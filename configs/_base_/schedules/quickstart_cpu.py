@@ -1,10 +1,10 @@
 # A short CPU schedule: AdamW with warm-up and cosine decay, epoch-based.
-max_epochs = 6
+max_epochs = 10
 train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 optim_wrapper = dict(type="OptimWrapper",
-                     optimizer=dict(type="AdamW", lr=2e-3, weight_decay=0.05),
+                     optimizer=dict(type="AdamW", lr=3e-3, weight_decay=0.05),
                      clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=100),
