@@ -48,3 +48,9 @@ def test_train_then_test_reports_identical_metrics(tmp_path):
     assert checkpoint.is_file()
     test_log = _run("test.py", CONFIG, checkpoint, "--work-dir", tmp_path / "wd_test", *shrink)
     assert _metrics(test_log, "test") == val
+    # the folded-BN inference path gives the same numbers (up to float rounding)
+    fused_log = _run("test.py", CONFIG, checkpoint, "--fuse-conv-bn",
+                     "--work-dir", tmp_path / "wd_fused", *shrink)
+    fused = _metrics(fused_log, "test")
+    assert fused.keys() == val.keys()
+    assert all(abs(float(fused[k]) - float(val[k])) <= 0.02 for k in val)

@@ -38,6 +38,8 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("config", help="config file")
     parser.add_argument("checkpoint", help="checkpoint file")
+    parser.add_argument("--fuse-conv-bn", action="store_true",
+                        help="fold BatchNorm into the preceding convs for faster inference")
     parser.add_argument("--work-dir", help="where logs and results go")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config entries")
@@ -67,4 +69,8 @@ def test(args: argparse.Namespace) -> dict:
         raise SystemExit(f"error: checkpoint '{args.checkpoint}' does not exist")
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg, launcher=args.launcher)
+    if getattr(args, "fuse_conv_bn", False):
+        from mmcv.cnn import fuse_conv_bn
+        runner.load_or_resume()  # load the weights first, then fold them (not reloaded)
+        runner.model = fuse_conv_bn(runner.model)
     return runner.test()

@@ -15,7 +15,7 @@ model = dict(
         assigner=dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.0),
         bbox_coder=dict(target_means=(0.0, 0.0, 0.0, 0.0), target_stds=(1.0, 1.0, 1.0, 1.0)),
         loss_cls=dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0),
-        loss_bbox=dict(type="L1Loss", loss_weight=1.0),
+        loss_bbox=dict(type="GIoULoss", loss_weight=2.0),
         test_cfg=dict(nms_pre=1000, score_thr=0.05, iou_thr=0.5, max_per_img=100),
     ),
 )

@@ -4,7 +4,7 @@ train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 optim_wrapper = dict(type="OptimWrapper",
-                     optimizer=dict(type="AdamW", lr=3e-3, weight_decay=0.05),
+                     optimizer=dict(type="AdamW", lr=4e-3, weight_decay=0.05),
                      clip_grad=dict(max_norm=10.0))
 param_scheduler = [
     dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=100),
