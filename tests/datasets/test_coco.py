@@ -59,7 +59,8 @@ def test_labels_ignore_flags_and_clipping(coco_root):
     assert s.ori_gt_instances.ignore.tolist() == [False, True, False]
     assert s.ori_gt_instances.labels.tolist() == [1, 0, 2]
     # counts over non-crowd boxes: cat 0, dog 1, bird 2 (in 2 images)
-    assert ds.class_frequencies() == dict(instance_counts=[0, 1, 2], image_counts=[0, 1, 2])
+    assert ds.class_frequencies() == dict(instance_counts=[0, 1, 2], image_counts=[0, 1, 2],
+                                          num_images=2)
 
 
 def test_image_without_objects_gives_empty_tensors(coco_root):
