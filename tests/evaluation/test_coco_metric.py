@@ -20,23 +20,14 @@ from toolbox.evaluation import coco_metric as coco_module
 from toolbox.evaluation.coco_metric import CocoMetric
 from toolbox.registry import METRICS
 from toolbox.structures import DetDataSample
+from _samples import make_sample
 
 SUMMARY = ["bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "bbox_mAP_s", "bbox_mAP_m", "bbox_mAP_l",
            "AR@1", "AR@10", "AR@100", "AR_s@100", "AR_m@100", "AR_l@100"]
 
 
 def sample(img_id, dets, gts, shape=(200, 200)):
-    """dets: [(box, score, label)], gts: [(box, label, crowd)] -> a dict data sample."""
-    return dict(
-        img_id=img_id, ori_shape=shape,
-        pred_instances=dict(
-            bboxes=torch.tensor([d[0] for d in dets], dtype=torch.float32).reshape(-1, 4),
-            scores=torch.tensor([d[1] for d in dets], dtype=torch.float32),
-            labels=torch.tensor([d[2] for d in dets], dtype=torch.long)),
-        ori_gt_instances=dict(
-            bboxes=torch.tensor([g[0] for g in gts], dtype=torch.float32).reshape(-1, 4),
-            labels=torch.tensor([g[1] for g in gts], dtype=torch.long),
-            ignore=torch.tensor([g[2] for g in gts], dtype=torch.bool)))
+    return make_sample(img_id, dets, gts, shape)
 
 
 def evaluate(samples, meta=None, **kwargs):

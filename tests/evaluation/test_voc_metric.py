@@ -13,20 +13,11 @@ from toolbox.evaluation._ap import voc_average_precision
 from toolbox.evaluation.voc_metric import VOCMetric
 from toolbox.registry import METRICS
 from toolbox.structures import DetDataSample
+from _samples import make_sample
 
 
 def sample(img_id, dets, gts):
-    """dets: [(box, score, label)], gts: [(box, label, difficult)] -> a dict data sample."""
-    return dict(
-        img_id=img_id, ori_shape=(100, 100),
-        pred_instances=dict(
-            bboxes=torch.tensor([d[0] for d in dets], dtype=torch.float32).reshape(-1, 4),
-            scores=torch.tensor([d[1] for d in dets], dtype=torch.float32),
-            labels=torch.tensor([d[2] for d in dets], dtype=torch.long)),
-        ori_gt_instances=dict(
-            bboxes=torch.tensor([g[0] for g in gts], dtype=torch.float32).reshape(-1, 4),
-            labels=torch.tensor([g[1] for g in gts], dtype=torch.long),
-            ignore=torch.tensor([g[2] for g in gts], dtype=torch.bool)))
+    return make_sample(img_id, dets, gts, shape=(100, 100))
 
 
 def evaluate(samples, classes=("a",), **kwargs):
