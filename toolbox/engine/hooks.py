@@ -89,24 +89,21 @@ class ProgressBarHook(Hook):
     def after_train(self, runner):
         self._close()
 
-    def before_val_epoch(self, runner):
-        self._train_bar, self._bar = self._bar, None
-        self._open(runner, len(runner.val_dataloader), "val")
+    # val and test share mmengine's mode-generic hook methods
+    def _before_epoch(self, runner, mode: str = "train"):
+        if mode == "train":
+            return
+        if mode == "val":  # validation interrupts training: park its bar
+            self._train_bar, self._bar = self._bar, None
+        self._open(runner, len(getattr(runner, f"{mode}_dataloader")), mode)
 
-    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if self._bar is not None:
+    def _after_iter(self, runner, batch_idx, data_batch=None, outputs=None, mode="train"):
+        if mode != "train" and self._bar is not None:
             self._bar.update(1)
 
-    def after_val_epoch(self, runner, metrics=None):
+    def _after_epoch(self, runner, mode: str = "train"):
+        if mode == "train":
+            return
         self._close()
-        self._bar = getattr(self, "_train_bar", None)
-
-    def before_test_epoch(self, runner):
-        self._open(runner, len(runner.test_dataloader), "test")
-
-    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if self._bar is not None:
-            self._bar.update(1)
-
-    def after_test_epoch(self, runner, metrics=None):
-        self._close()
+        if mode == "val":
+            self._bar = getattr(self, "_train_bar", None)
