@@ -27,9 +27,10 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from toolbox.registry import LOSSES, check_arguments
+from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
+                                         ground_truth)
 from toolbox.structures import (AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner,
-                                batched_nms_postprocess, clip_boxes, filter_scores_and_topk)
+                                batched_nms_postprocess, filter_scores_and_topk)
 
 __all__ = ["RetinaHead"]
 
@@ -38,67 +39,6 @@ DEFAULT_ASSIGNER = dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.0, ignor
 DEFAULT_LOSS_CLS = dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0)
 DEFAULT_LOSS_BBOX = dict(type="L1Loss", loss_weight=1.0)
 DEFAULT_TEST_CFG = dict(nms_pre=1000, score_thr=0.05, iou_thr=0.5, max_per_img=100)
-
-
-def build_part(cfg, cls, where: str, **defaults):
-    """Build a helper object (anchor generator, assigner, coder) from a dict
-    whose optional ``type`` must name ``cls``; ``defaults`` fill absent keys."""
-    if isinstance(cfg, cls):
-        return cfg
-    if not isinstance(cfg, dict):
-        raise TypeError(f"{where} must be a dict config or a {cls.__name__}, got {cfg!r}")
-    cfg = dict(cfg)
-    kind = cfg.pop("type", cls.__name__)
-    if kind != cls.__name__:
-        raise ValueError(f"{where}: type '{kind}' is not supported here, expected '{cls.__name__}'")
-    for key, value in defaults.items():
-        cfg.setdefault(key, value)
-    check_arguments(cls, cfg, where)
-    return cls(**cfg)
-
-
-def _build_loss(cfg) -> nn.Module:
-    return cfg if isinstance(cfg, nn.Module) else LOSSES.build(cfg)
-
-
-def scale_factor_of(meta: dict) -> tuple[float, float]:
-    """(w_scale, h_scale) of an image's metainfo (1, 1 when absent)."""
-    factor = meta.get("scale_factor", (1.0, 1.0))
-    if isinstance(factor, (int, float)):
-        return float(factor), float(factor)
-    factor = [float(f) for f in factor]
-    if len(factor) != 2:
-        raise ValueError(f"metainfo 'scale_factor' must be (w_scale, h_scale), got {factor}")
-    return factor[0], factor[1]
-
-
-def flip_boxes(boxes: Tensor, shape: Sequence[int], direction: str) -> Tensor:
-    """Mirror x1 y1 x2 y2 boxes inside an image of ``shape`` (h, w)."""
-    h, w = float(shape[0]), float(shape[1])
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    if direction in ("horizontal", "diagonal"):
-        x1, x2 = w - x2, w - x1
-    if direction in ("vertical", "diagonal"):
-        y1, y2 = h - y2, h - y1
-    if direction not in ("horizontal", "vertical", "diagonal"):
-        raise ValueError(f"metainfo 'flip_direction' must be horizontal, vertical or diagonal, "
-                         f"got {direction!r}")
-    return torch.stack([x1, y1, x2, y2], dim=-1)
-
-
-def boxes_to_original(boxes: Tensor, meta: dict) -> Tensor:
-    """Map boxes from ``img_shape`` coordinates back to the original image:
-    undo the flip (done in ``img_shape`` coordinates, after resizing), divide
-    by ``scale_factor`` and clip to ``ori_shape``."""
-    if meta.get("flip", False):
-        if "img_shape" not in meta:
-            raise ValueError("metainfo has flip=True but no 'img_shape' to undo it in")
-        boxes = flip_boxes(boxes, meta["img_shape"], meta.get("flip_direction", "horizontal"))
-    w_scale, h_scale = scale_factor_of(meta)
-    boxes = boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
-    if "ori_shape" in meta:
-        boxes = clip_boxes(boxes, meta["ori_shape"])
-    return boxes
 
 
 class RetinaHead(BaseModule):
@@ -160,8 +100,8 @@ class RetinaHead(BaseModule):
         self.assigner = build_part(assigner or DEFAULT_ASSIGNER, MaxIoUAssigner,
                                    "RetinaHead.assigner")
         self.bbox_coder = build_part(bbox_coder or {}, DeltaXYWHBBoxCoder, "RetinaHead.bbox_coder")
-        self.loss_cls = _build_loss(loss_cls or DEFAULT_LOSS_CLS)
-        self.loss_bbox = _build_loss(loss_bbox or DEFAULT_LOSS_BBOX)
+        self.loss_cls = build_loss(loss_cls or DEFAULT_LOSS_CLS)
+        self.loss_bbox = build_loss(loss_bbox or DEFAULT_LOSS_BBOX)
         self.use_sigmoid_cls = bool(getattr(self.loss_cls, "use_sigmoid", True))
         self.reg_decoded_bbox = bool(getattr(self.loss_bbox, "expects_boxes", False))
         self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
@@ -270,7 +210,7 @@ class RetinaHead(BaseModule):
                     featmap_sizes, img_shape, anchors.device))
             else:
                 inside = torch.ones(num, dtype=torch.bool, device=anchors.device)
-            gt_boxes, gt_labels, ignored = self._ground_truth(sample, anchors.device)
+            gt_boxes, gt_labels, ignored = ground_truth(sample, anchors.device, self.num_classes, "RetinaHead")
             result = self.assigner.assign(anchors[inside], gt_boxes, gt_labels, ignored)
             gt_inds = anchors.new_full((num,), -1, dtype=torch.long)
             gt_inds[inside] = result.gt_inds
@@ -282,23 +222,6 @@ class RetinaHead(BaseModule):
             bbox_targets[i, pos_i] = (matched if self.reg_decoded_bbox
                                       else self.bbox_coder.encode(anchors[pos_i], matched))
         return labels, counted, bbox_targets, pos
-
-    def _ground_truth(self, sample, device) -> tuple[Tensor, Tensor, Tensor | None]:
-        gt = sample.gt_instances
-        boxes = torch.as_tensor(gt.bboxes, dtype=torch.float32, device=device).reshape(-1, 4)
-        labels = torch.as_tensor(gt.labels, dtype=torch.long, device=device).reshape(-1)
-        if labels.numel() != boxes.shape[0]:
-            raise ValueError(f"gt_instances has {boxes.shape[0]} bboxes but {labels.numel()} labels")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"RetinaHead: gt_instances.labels must be 0-based class indices in "
-                             f"[0, {self.num_classes}), got values in "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
-        ignored = sample.get("ignored_instances", None)
-        ignored_boxes = None
-        if ignored is not None and "bboxes" in ignored and len(ignored) > 0:
-            ignored_boxes = torch.as_tensor(ignored.bboxes, dtype=torch.float32,
-                                            device=device).reshape(-1, 4)
-        return boxes, labels, ignored_boxes
 
     # ------------------------------------------------------------------ predict
     def predict(self, feats: Sequence[Tensor], data_samples=None,
