@@ -1,4 +1,4 @@
-"""The ``toolbox`` command: ``plugins``, ``train`` and ``test``."""
+"""The ``toolbox`` command: ``plugins``, ``train``, ``test`` and ``infer``."""
 from __future__ import annotations
 
 import argparse
@@ -49,15 +49,19 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--strict", action="store_true", help="fail if any plugin fails to load")
     p.add_argument("hook_point", nargs="?", help="show only this hook point")
-    from toolbox.engine.launch import add_test_args, add_train_args
+    from toolbox.engine.launch import add_infer_args, add_test_args, add_train_args
     add_train_args(sub.add_parser("train", help="train a model from a config"))
     add_test_args(sub.add_parser("test", help="evaluate a checkpoint"))
+    add_infer_args(sub.add_parser("infer", help="detect objects in images, draw them and "
+                                  "write the detections as JSON"))
     args = parser.parse_args(argv)
     if args.command == "plugins":
         return _plugins(args)
     from toolbox.engine import launch
     if args.command == "train":
         launch.train(args)
+    elif args.command == "infer":
+        launch.infer(args)
     else:
         launch.test(args)
     return 0

@@ -1,12 +1,16 @@
-"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT``."""
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--show-dir DIR]``.
+
+``--show-dir DIR`` also saves every test image with its ground truth (left)
+and predictions (right) drawn, as ``DIR/<image name>.png``.
+"""
 import argparse
 
 from toolbox.engine.launch import add_test_args, test
 
 
-def main():
+def main(argv=None):
     parser = add_test_args(argparse.ArgumentParser(description=__doc__))
-    test(parser.parse_args())
+    return test(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -45,12 +45,41 @@ def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="override config entries")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--show-dir", metavar="DIR",
+                        help="save each test image with its ground truth (left) and "
+                             "predictions (right) as PNG into DIR")
+    parser.add_argument("--show-score-thr", type=float, default=0.3, metavar="THR",
+                        help="smallest score of a drawn prediction (default 0.3)")
     return parser
+
+
+def add_infer_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("config", help="config file (its test pipeline is used)")
+    parser.add_argument("checkpoint", help="checkpoint file")
+    parser.add_argument("input", help="an image, a folder of images or a glob pattern "
+                        "(quote it: 'photos/*.jpg')")
+    parser.add_argument("--out", default="infer_out", metavar="DIR",
+                        help="where the drawn images and detection JSONs go (default infer_out)")
+    parser.add_argument("--score-thr", type=float, default=0.3,
+                        help="smallest score of a kept detection (default 0.3)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--single-json", action="store_true",
+                        help="write one detections.json for all images instead of one per image")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="override config entries")
+    return parser
+
+
+def _register_engine_extras() -> None:
+    """Register the hooks that live outside ``toolbox.engine.hooks`` (so a
+    config may name ``DetVisualizationHook`` in ``custom_hooks``)."""
+    import toolbox.engine.visualization_hook  # noqa: F401
 
 
 def train(args: argparse.Namespace):
     """Train (and validate) as the config says; returns the Runner."""
     from toolbox.engine.runner import build_runner
+    _register_engine_extras()
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = _load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
@@ -60,17 +89,36 @@ def train(args: argparse.Namespace):
 
 
 def test(args: argparse.Namespace) -> dict:
-    """Evaluate ``args.checkpoint`` on the config's test set; returns metrics."""
+    """Evaluate ``args.checkpoint`` on the config's test set; returns metrics.
+    With ``args.show_dir``, a :class:`DetVisualizationHook` saves pictures."""
     from toolbox.engine.runner import build_runner
+    _register_engine_extras()
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = _load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f"error: checkpoint '{args.checkpoint}' does not exist")
     cfg.load_from = args.checkpoint
+    if getattr(args, "show_dir", None):
+        hooks = [h for h in (cfg.get("custom_hooks") or [])
+                 if not (isinstance(h, dict) and h.get("type") == "DetVisualizationHook")]
+        hooks.append(dict(type="DetVisualizationHook", show_dir=args.show_dir,
+                          score_thr=args.show_score_thr))
+        cfg.custom_hooks = hooks
     runner = build_runner(cfg, launcher=args.launcher)
     if getattr(args, "fuse_conv_bn", False):
         from mmcv.cnn import fuse_conv_bn
         runner.load_or_resume()  # load the weights first, then fold them (not reloaded)
         runner.model = fuse_conv_bn(runner.model)
     return runner.test()
+
+
+def infer(args: argparse.Namespace) -> dict:
+    """Run ``args.checkpoint`` on ``args.input``; write pictures and JSON.
+
+    Returns ``dict(results={image: detections}, failed={image: error},
+    ms_per_image=float)``. Exits with a message naming the path when the
+    input holds no image at all or the checkpoint does not fit the config.
+    """
+    from toolbox.apis.image_inference import run_inference
+    return run_inference(args)

@@ -32,13 +32,67 @@ def _check_component(cfg, registry, where: str) -> None:
         raise ConfigArgumentError(f"config key '{where}': {exc}") from None
 
 
+def _num_classes_settings(cfg, path: str) -> list[tuple[str, int]]:
+    """Every ``num_classes`` set in a (nested) config: ``(key path, value)``."""
+    found = []
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            where = f"{path}.{key}"
+            if key == "num_classes" and isinstance(value, int) and not isinstance(value, bool):
+                found.append((where, value))
+            else:
+                found += _num_classes_settings(value, where)
+    elif isinstance(cfg, (list, tuple)):
+        for i, value in enumerate(cfg):
+            found += _num_classes_settings(value, f"{path}[{i}]")
+    return found
+
+
+def _dataset_classes(cfg, path: str) -> tuple[int, str] | None:
+    """``(number of classes, where it comes from)`` of a dataset config, when
+    known without building it: its ``metainfo.classes`` override, else its
+    class's ``METAINFO['classes']`` (looking through wrappers' ``dataset``)."""
+    if not isinstance(cfg, dict):
+        return None
+    classes = (cfg.get("metainfo") or {}).get("classes")
+    if classes:
+        return len(classes), f"{path}.metainfo.classes"
+    kind = cfg.get("type")
+    if isinstance(kind, str) and kind in DATASETS:
+        classes = (getattr(DATASETS.get(kind), "METAINFO", None) or {}).get("classes")
+        if classes:
+            return len(classes), f"{kind}.METAINFO['classes'] ({path}.type)"
+    if isinstance(cfg.get("dataset"), dict):  # RepeatDataset, ClassBalancedDataset, ...
+        return _dataset_classes(cfg["dataset"], f"{path}.dataset")
+    return None
+
+
+def _check_num_classes(cfg: Config) -> None:
+    """The model's ``num_classes`` must equal the training set's class count."""
+    loader = cfg.get("train_dataloader")
+    if not loader or not cfg.get("model"):
+        return
+    known = _dataset_classes(loader.get("dataset"), "train_dataloader.dataset")
+    if known is None:  # e.g. COCO: the classes come from the annotation file
+        return
+    count, source = known
+    for where, value in _num_classes_settings(cfg.model, "model"):
+        if value != count:
+            raise ConfigArgumentError(
+                f"config key '{where}' is {value} but the training dataset has {count} "
+                f"classes (from {source}); set {where}={count} or change the dataset's "
+                "metainfo classes")
+
+
 def validate_config(cfg: Config) -> None:
-    """Check the top-level model, datasets and metrics before building them.
+    """Check the top-level model, datasets and metrics before building them,
+    and that the model's ``num_classes`` matches the training dataset.
 
     Nested parts (backbone, neck, head, losses, transforms) are checked by
     the registries when the model and datasets build them.
     """
     _check_component(cfg.get("model"), MODELS, "model")
+    _check_num_classes(cfg)
     for split in ("train", "val", "test"):
         loader = cfg.get(f"{split}_dataloader")
         if loader:

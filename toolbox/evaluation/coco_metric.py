@@ -61,6 +61,11 @@ class CocoMetric(BaseMetric):
             ``category_id`` from ``dataset_meta['cat_ids']`` or label + 1).
         iou_thrs: IoU thresholds (default pycocotools' 0.50:0.05:0.95).
         proposal_nums: detections kept per image for AR@n; AP uses the last.
+        save_pr_curves: a folder; when set, each evaluation writes per-class
+            precision-recall curves there as PNG (``pr_<class>.png``: IoU 0.5
+            and the mean over the IoU thresholds, 0.5:0.95 by default) and
+            ``pr_curves.png`` (every class at IoU 0.5), read from COCOeval's
+            precision array (all areas, the largest ``proposal_nums``).
         collect_device, prefix, collect_dir: see ``mmengine.evaluator.BaseMetric``.
 
     Returns (through ``evaluate``): ``coco/bbox_mAP``, ``coco/bbox_mAP_50``,
@@ -74,7 +79,7 @@ class CocoMetric(BaseMetric):
                  classwise: bool = True, outfile_prefix: str | None = None,
                  iou_thrs: Sequence[float] | None = None,
                  proposal_nums: Sequence[int] = (1, 10, 100),
-                 collect_device: str = "cpu", prefix: str = "coco",
+                 save_pr_curves: str | None = None, collect_device: str = "cpu", prefix: str = "coco",
                  collect_dir: str | None = None):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         metrics = [metric] if isinstance(metric, str) else list(metric)
@@ -97,6 +102,10 @@ class CocoMetric(BaseMetric):
         self.outfile_prefix = outfile_prefix
         self.iou_thrs = iou_thrs
         self.proposal_nums = nums
+        if save_pr_curves is not None and not isinstance(save_pr_curves, (str, Path)):
+            raise TypeError(f"save_pr_curves must be a folder path, got {save_pr_curves!r}")
+        self.save_pr_curves = save_pr_curves
+        self.last_pr_curves: dict | None = None
         self._coco_gt: COCO | None = None
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
@@ -156,6 +165,8 @@ class CocoMetric(BaseMetric):
                                       title="COCO bbox evaluation:"), logger="current")
         if self.classwise:
             metrics.update(self._per_class(ev, coco_gt, classes, eval_ids))
+        if self.save_pr_curves:
+            self._plot_pr_curves(ev, classes)
         return metrics
 
     # -- ground truth and categories -------------------------------------
@@ -298,3 +309,56 @@ class CocoMetric(BaseMetric):
         print_log("\n" + format_table(["category", "gts"] + [c for c, _ in columns], rows,
                                       title="COCO bbox AP per category:"), logger="current")
         return out
+
+    # -- precision-recall curves ----------------------------------------------
+    def _plot_pr_curves(self, ev: COCOeval, classes: tuple) -> list[Path]:
+        """Write the PR curves described in the class docstring; returns the
+        files and keeps the plotted arrays in ``self.last_pr_curves``
+        (``{'recall': R, class: {'single': P at IoU 0.5, 'mean': P over IoUs}}``)."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out = Path(self.save_pr_curves)
+        out.mkdir(parents=True, exist_ok=True)
+        thrs, recall = ev.params.iouThrs, ev.params.recThrs
+        precision = ev.eval["precision"][:, :, :, 0, -1]  # [T, R, K], all areas, most dets
+        at_50 = np.isclose(thrs, 0.5)
+        first = int(np.argmax(at_50)) if at_50.any() else 0
+        span = f"{thrs.min():.2f}:{thrs.max():.2f}"
+        written, summary = [], plt.figure(figsize=(6, 5))
+        self.last_pr_curves = {"recall": recall}
+        for k, name in enumerate(classes):
+            curves = precision[:, :, k]
+            if (curves < 0).all():  # no ground truth of this class
+                continue
+            single = np.clip(curves[first], 0, None)
+            mean = np.where(curves > -1, curves, np.nan)
+            mean = np.nan_to_num(np.nanmean(mean, axis=0))
+            self.last_pr_curves[name] = dict(single=single, mean=mean)
+            fig, ax = plt.subplots(figsize=(5, 4))
+            ax.plot(recall, single, label=f"IoU={thrs[first]:.2f} (AP {single.mean():.3f})")
+            ax.plot(recall, mean, label=f"IoU={span} mean (AP {mean.mean():.3f})")
+            ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+                   title=f"{name}: precision-recall")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="lower left", fontsize=8)
+            fig.tight_layout()
+            path = out / f"pr_{str(name).replace(' ', '_').replace('/', '_')}.png"
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            written.append(path)
+            summary.gca().plot(recall, single, label=f"{name} ({single.mean():.3f})")
+        ax = summary.gca()
+        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+               title=f"precision-recall at IoU={thrs[first]:.2f} (AP per class)")
+        ax.grid(alpha=0.3)
+        if written:
+            ax.legend(loc="lower left", fontsize=7)
+        summary.tight_layout()
+        summary.savefig(out / "pr_curves.png", dpi=90)
+        plt.close(summary)
+        written.append(out / "pr_curves.png")
+        print_log(f"CocoMetric: {len(written)} precision-recall plot(s) written to {out}",
+                  logger="current")
+        return written

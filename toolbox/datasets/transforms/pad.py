@@ -1,4 +1,4 @@
-"""Pad the image (and masks) at the bottom/right to a multiple of ``size_divisor``."""
+"""Pad the image (masks, label map) at the bottom/right to a multiple of ``size_divisor``."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,11 +11,12 @@ class Pad:
 
     Padding adds no offset, so boxes and the geometry record are unchanged;
     ``pad_shape`` is recorded. Pad after ``Normalize`` so ``pad_val=0`` is
-    the mean colour. Masks are padded with 0.
+    the mean colour. Masks are padded with 0 and the segmentation label map
+    ``gt_seg_map`` with ``seg_pad_val`` (255, the ignore index).
     """
 
     def __init__(self, size_divisor: int | None = 32, size: tuple[int, int] | None = None,
-                 pad_val: float = 0.0):
+                 pad_val: float = 0.0, seg_pad_val: int = 255):
         if (size is None) == (size_divisor is None):
             raise ValueError("Pad: give exactly one of size_divisor and size (h, w)")
         if size_divisor is not None and size_divisor <= 0:
@@ -23,6 +24,7 @@ class Pad:
         self.size_divisor = size_divisor
         self.size = tuple(size) if size is not None else None
         self.pad_val = pad_val
+        self.seg_pad_val = int(seg_pad_val)
 
     def __call__(self, results: dict) -> dict:
         img = results["img"]
@@ -43,6 +45,11 @@ class Pad:
                 padded = np.zeros((len(masks), ph, pw), masks.dtype)
                 padded[:, :h, :w] = masks
                 results["gt_masks"] = padded
+            seg = results.get("gt_seg_map")
+            if seg is not None:
+                padded = np.full((ph, pw), self.seg_pad_val, seg.dtype)
+                padded[:h, :w] = seg
+                results["gt_seg_map"] = padded
         results["pad_shape"] = (ph, pw)
         return results
 

@@ -21,6 +21,7 @@ class RandomCrop:
     ``max_attempts`` windows are tried until one keeps at least one
     non-ignored box (when the image had one); otherwise the image is left
     uncropped. Follow it with :class:`Resize` for a fixed output size.
+    The segmentation label map ``gt_seg_map`` is cropped with the image.
     """
 
     def __init__(self, area_range: tuple[float, float] = (0.3, 1.0),
@@ -66,6 +67,8 @@ class RandomCrop:
         compose = A.Compose([A.Crop(x_min=x0, y_min=y0, x_max=x1, y_max=y1)],
                             bbox_params=bbox_params(min_visibility=self.min_visibility))
         run_albumentations(results, compose)
+        if results.get("gt_seg_map") is not None:
+            results["gt_seg_map"] = np.ascontiguousarray(results["gt_seg_map"][y0:y1, x0:x1])
         record_crop(results, x0, y0, x1 - x0, y1 - y0, w, h)
         return results
 

@@ -1,8 +1,10 @@
-"""Random horizontal / vertical / diagonal flip of image, boxes and masks."""
+"""Random horizontal / vertical / diagonal flip of image, boxes, masks and label map."""
 from __future__ import annotations
 
 import random
 from typing import Sequence
+
+import numpy as np
 
 from toolbox.datasets.transforms.base import bbox_params, record_flip, run_albumentations
 
@@ -15,6 +17,7 @@ class RandomFlip:
     ``direction`` is 'horizontal', 'vertical', 'diagonal' (both axes) or a
     list of them, one drawn uniformly when the flip happens. Boxes map as
     ``x -> W - x`` (x1 and x2 swap), so flipping twice is the identity.
+    The segmentation label map ``gt_seg_map`` is flipped with the image.
     """
 
     DIRECTIONS = ("horizontal", "vertical", "diagonal")
@@ -44,6 +47,10 @@ class RandomFlip:
     def flip(self, results: dict, direction: str) -> dict:
         """Flip unconditionally along ``direction``."""
         run_albumentations(results, self._compose(direction))
+        seg = results.get("gt_seg_map")
+        if seg is not None:
+            axes = {"horizontal": (1,), "vertical": (0,), "diagonal": (0, 1)}[direction]
+            results["gt_seg_map"] = np.ascontiguousarray(np.flip(seg, axes))
         record_flip(results, direction)
         return results
 

@@ -1,7 +1,8 @@
-"""Resize the image, boxes and masks, keeping the aspect ratio by default."""
+"""Resize the image, boxes, masks and label map, keeping the aspect ratio by default."""
 from __future__ import annotations
 
 import cv2
+import numpy as np
 
 from toolbox.datasets.transforms.base import bbox_params, record_resize, run_albumentations
 
@@ -9,6 +10,16 @@ __all__ = ["Resize"]
 
 _INTERP = dict(nearest=cv2.INTER_NEAREST, bilinear=cv2.INTER_LINEAR,
                bicubic=cv2.INTER_CUBIC, area=cv2.INTER_AREA)
+
+
+def resize_label_map(seg: np.ndarray, new_h: int, new_w: int) -> np.ndarray:
+    """Nearest-neighbour resize of an integer label map (cv2's grid, as the image).
+
+    float32 carries any label below 2**24 exactly through cv2.
+    """
+    out = cv2.resize(np.asarray(seg).astype(np.float32), (new_w, new_h),
+                     interpolation=cv2.INTER_NEAREST)
+    return out.astype(seg.dtype)
 
 
 class Resize:
@@ -20,7 +31,9 @@ class Resize:
     COCO setting); the new size is ``round(size * factor)`` and the recorded
     ``scale_factor`` is the exact ratio new/old per axis, so
     ``box / scale_factor`` maps back exactly. Without ``keep_ratio`` the
-    image is stretched to exactly ``scale``. Masks use nearest neighbour.
+    image is stretched to exactly ``scale``. Masks and the segmentation
+    label map ``gt_seg_map`` use nearest neighbour (``ori_gt_seg_map`` is
+    left as it is).
     """
 
     def __init__(self, scale: int | tuple[int, int] = (1333, 800), keep_ratio: bool = True,
@@ -63,6 +76,8 @@ class Resize:
         new_h, new_w = self.target_size(h, w)
         if (new_h, new_w) != (h, w):
             run_albumentations(results, self._compose(new_h, new_w))
+            if results.get("gt_seg_map") is not None:
+                results["gt_seg_map"] = resize_label_map(results["gt_seg_map"], new_h, new_w)
         record_resize(results, new_w / w, new_h / h)
         return results
 

@@ -1,0 +1,32 @@
+# GA-RetinaNet (Wang et al., "Region Proposal by Guided Anchoring"): the
+# quickstart's MobileNetV3-Small + FPN (P3-P7), with RetinaNet's 9 fixed
+# anchors per cell replaced by one learned anchor per kept location.
+# Trains on the synthetic shapes on a CPU (same data and schedule as
+# configs/quickstart). The anchor size unit is scaled to the 256 px images
+# like the quickstart's anchors: sigma 2 and approx octave_base_scale 2
+# (the paper uses 8 on COCO's 800 px images).
+#   python tools/train.py configs/guided_anchoring/ga_retinanet_mobilenetv3_fpn_synth.py
+_base_ = ["../quickstart/retinanet_mobilenetv3_fpn_synth.py"]
+model = dict(
+    bbox_head=dict(
+        _delete_=True,
+        type="GARetinaHead",
+        num_classes=6,
+        feat_channels=64,
+        stacked_convs=2,
+        norm_cfg=dict(type="GN", num_groups=16),
+        sigma=2.0,
+        approx_anchor_generator=dict(octave_base_scale=2, scales_per_octave=3,
+                                     ratios=(0.5, 1.0, 2.0)),
+        center_ratio=0.2,
+        ignore_ratio=0.5,
+        shape_assigner=dict(pos_iou_thr=0.5, min_pos_iou=0.4),
+        loc_filter_thr=0.01,
+        assigner=dict(pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.0, ignore_iof_thr=0.5),
+        loss_loc=dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0),
+        loss_shape=dict(type="BoundedIoULoss", beta=0.2, loss_weight=1.0),
+        loss_cls=dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0),
+        loss_bbox=dict(type="GIoULoss", loss_weight=2.0),
+        test_cfg=dict(nms_pre=1000, score_thr=0.05, iou_thr=0.5, max_per_img=100),
+    ),
+)

@@ -1,0 +1,304 @@
+"""DETR's detection head (Carion et al., "End-to-End Object Detection with
+Transformers", ECCV 2020).
+
+The last feature map is projected to ``embed_dims`` by a 1x1 conv, given a
+2D positional encoding computed from the padding mask, and run through the
+encoder-decoder transformer with ``num_queries`` learned object queries.
+Every decoder layer's output goes through the shared class head (``C + 1``
+logits, the last "no object") and a 3-layer MLP box head with a sigmoid:
+normalised ``(cx, cy, w, h)`` relative to each image's ``img_shape`` (not
+the padded batch).
+
+Training (per decoder layer, all of them with ``aux_loss``): predictions are
+matched one-to-one to the ground truth by :class:`HungarianMatcher`; the
+classification loss covers every query (unmatched ones target "no object",
+down-weighted by ``eos_coef``) and is the weighted mean over queries, as in
+DETR; the L1 and GIoU losses cover matched queries and are divided by the
+number of ground-truth boxes (all-reduced over ranks and divided by the
+world size under DDP).
+
+Loss contract (so a plugin's losses can replace them from the config):
+``loss_cls(logits [M, C + 1], labels [M], weight=[M], avg_factor=float)``;
+``loss_bbox(pred [K, 4], target [K, 4], avg_factor=num_boxes)`` on
+normalised cx, cy, w, h; ``loss_iou`` the same on normalised x1, y1, x2, y2.
+The transformer can be swapped too (see ``transformer`` below).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+from torchvision.ops import box_convert
+
+from toolbox.models.heads._common import boxes_to_original, build_loss, build_part, ground_truth
+from toolbox.models.layers.detr_transformer import DETRTransformer
+from toolbox.models.layers.positional_encoding import build_positional_encoding
+from toolbox.registry import HEADS, check_arguments
+from toolbox.structures import clip_boxes
+from toolbox.structures.hungarian_matcher import HungarianMatcher
+
+__all__ = ["DETRHead"]
+
+DEFAULT_LOSS_CLS = dict(type="CrossEntropyLoss", loss_weight=1.0)
+DEFAULT_LOSS_BBOX = dict(type="L1Loss", loss_weight=5.0)
+DEFAULT_LOSS_IOU = dict(type="GIoULoss", loss_weight=2.0)
+DEFAULT_MATCHER = dict(cost_class=1.0, cost_bbox=5.0, cost_giou=2.0)
+DEFAULT_TEST_CFG = dict(max_per_img=100)
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with ReLU between them (DETR's box head)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int):
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = x.relu()
+        return x
+
+
+def build_transformer(cfg, d_model: int) -> nn.Module:
+    """A :class:`DETRTransformer` from its arguments (``type`` absent or
+    ``'DETRTransformer'``), a module, or any other ``type`` registered in the
+    ``heads`` hook point that follows :class:`DETRTransformer`'s ``forward``."""
+    if isinstance(cfg, nn.Module):
+        return cfg
+    if not isinstance(cfg, dict):
+        raise TypeError(f"DETRHead: 'transformer' must be a dict config or a module, got {cfg!r}")
+    cfg = dict(cfg)
+    cfg.setdefault("d_model", d_model)
+    if cfg.get("type", "DETRTransformer") == "DETRTransformer":
+        cfg.pop("type", None)
+        check_arguments(DETRTransformer, cfg, "DETRHead.transformer")
+        return DETRTransformer(**cfg)
+    return HEADS.build(cfg)
+
+
+class DETRHead(BaseModule):
+    """DETR: input projection, transformer, class and box heads, set loss.
+
+    Args:
+        num_classes: object classes (the head adds "no object").
+        in_channels: channels of the feature map(s); the last one is used.
+        embed_dims: transformer width (d_model, 256).
+        num_queries: learned object queries (100).
+        transformer: :class:`DETRTransformer` arguments (6 + 6 layers, 8
+            heads, FFN 2048, dropout 0.1 by default), a module, or a config
+            whose ``type`` names a registered replacement.
+        positional_encoding: ``dict(type='sine')`` (default, normalised, scale
+            2 pi) or ``dict(type='learned')`` plus their arguments.
+        matcher: :class:`HungarianMatcher` arguments (cost 1 / 5 / 2).
+        loss_cls / loss_bbox / loss_iou: ``LOSSES`` configs (CE 1, L1 5, GIoU 2).
+        eos_coef: weight of the "no object" class in the classification loss.
+        aux_loss: apply the losses to every decoder layer, not only the last.
+        test_cfg: ``max_per_img``: detections kept per image (top scores over
+            queries x classes).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int | Sequence[int], embed_dims: int = 256,
+                 num_queries: int = 100, transformer: dict | nn.Module | None = None,
+                 positional_encoding: dict | nn.Module | None = None, matcher: dict | None = None,
+                 loss_cls: dict | None = None, loss_bbox: dict | None = None,
+                 loss_iou: dict | None = None, eos_coef: float = 0.1, aux_loss: bool = True,
+                 test_cfg: dict | None = None, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ValueError(f"DETRHead: 'num_classes' must be a positive int, got {num_classes!r}")
+        if not isinstance(in_channels, int):
+            if not in_channels:
+                raise ValueError("DETRHead: 'in_channels' must be an int or a non-empty sequence, "
+                                 f"got {in_channels!r}")
+            in_channels = tuple(in_channels)[-1]  # DETR reads the last (coarsest) map
+        if not isinstance(embed_dims, int) or embed_dims < 2 or embed_dims % 2:
+            raise ValueError(f"DETRHead: 'embed_dims' must be a positive even int, got {embed_dims!r}")
+        if not isinstance(num_queries, int) or num_queries < 1:
+            raise ValueError(f"DETRHead: 'num_queries' must be a positive int, got {num_queries!r}")
+        if not 0 <= eos_coef <= 1:
+            raise ValueError(f"DETRHead: 'eos_coef' must be in [0, 1], got {eos_coef}")
+        unknown = set(test_cfg or {}) - set(DEFAULT_TEST_CFG)
+        if unknown:
+            raise ValueError(f"DETRHead: unknown test_cfg key(s) {sorted(unknown)}; "
+                             f"accepted: {sorted(DEFAULT_TEST_CFG)}")
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.embed_dims = embed_dims
+        self.num_queries = num_queries
+        self.eos_coef = float(eos_coef)
+        self.aux_loss = bool(aux_loss)
+        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+
+        self.transformer = build_transformer(transformer or {}, embed_dims)
+        if getattr(self.transformer, "d_model", embed_dims) != embed_dims:
+            raise ValueError(f"DETRHead: transformer d_model {self.transformer.d_model} differs "
+                             f"from 'embed_dims' {embed_dims}")
+        self.positional_encoding = build_positional_encoding(
+            positional_encoding or dict(type="sine"), embed_dims // 2)
+        self.matcher = build_part(matcher or DEFAULT_MATCHER, HungarianMatcher, "DETRHead.matcher")
+        self.loss_cls = build_loss(loss_cls or DEFAULT_LOSS_CLS)
+        self.loss_bbox = build_loss(loss_bbox or DEFAULT_LOSS_BBOX)
+        self.loss_iou = build_loss(loss_iou or DEFAULT_LOSS_IOU)
+        class_weight = torch.ones(num_classes + 1)
+        class_weight[-1] = self.eos_coef
+        self.register_buffer("class_weight", class_weight, persistent=False)
+
+        self.input_proj = nn.Conv2d(in_channels, embed_dims, kernel_size=1)
+        self.query_embed = nn.Embedding(num_queries, embed_dims)
+        self.class_embed = nn.Linear(embed_dims, num_classes + 1)
+        self.bbox_embed = MLP(embed_dims, embed_dims, 4, num_layers=3)
+
+    # ------------------------------------------------------------------ forward
+    @staticmethod
+    def padding_mask(feat: Tensor, batch_img_metas: Sequence[dict] | None) -> Tensor:
+        """[B, h, w] bool, True where a feature cell covers only padding: a
+        cell is valid if it covers any pixel of the sample's ``img_shape``
+        (the padded batch is ``batch_input_shape``)."""
+        batch, _, h, w = feat.shape
+        mask = feat.new_zeros((batch, h, w), dtype=torch.bool)
+        if batch_img_metas is None:
+            return mask
+        if len(batch_img_metas) != batch:
+            raise ValueError(f"DETRHead: {len(batch_img_metas)} image metas for a batch of {batch}")
+        for i, meta in enumerate(batch_img_metas):
+            if "img_shape" not in meta or "batch_input_shape" not in meta:
+                continue
+            img_h, img_w = meta["img_shape"][:2]
+            pad_h, pad_w = meta["batch_input_shape"][:2]
+            valid_h = min(h, math.ceil(img_h * h / pad_h))
+            valid_w = min(w, math.ceil(img_w * w / pad_w))
+            mask[i, valid_h:, :] = True
+            mask[i, :, valid_w:] = True
+        return mask
+
+    def forward(self, feats: Sequence[Tensor], batch_img_metas: Sequence[dict] | None = None
+                ) -> tuple[Tensor, Tensor]:
+        """Per decoder layer: class logits [L, B, Q, C + 1] and boxes
+        [L, B, Q, 4] (normalised cx, cy, w, h of each image's img_shape)."""
+        feat = feats[-1]
+        if feat.dim() != 4 or feat.shape[1] != self.in_channels:
+            raise ValueError(f"DETRHead: expected the last feature map as [B, in_channels="
+                             f"{self.in_channels}, H, W], got {tuple(feat.shape)}")
+        mask = self.padding_mask(feat, batch_img_metas)
+        pos = self.positional_encoding(mask).to(feat.dtype)
+        hs, _ = self.transformer(self.input_proj(feat), mask, self.query_embed.weight, pos)
+        return self.class_embed(hs), self.bbox_embed(hs).sigmoid()
+
+    # --------------------------------------------------------------------- loss
+    def loss(self, feats: Sequence[Tensor], data_samples) -> dict[str, Tensor]:
+        all_cls, all_boxes = self(feats, [s.metainfo for s in data_samples])
+        return self.loss_by_feat(all_cls, all_boxes, data_samples)
+
+    @staticmethod
+    def _image_wh(meta: dict) -> tuple[float, float]:
+        shape = meta.get("img_shape", meta.get("batch_input_shape"))
+        if shape is None:
+            raise ValueError("DETRHead: every data sample needs 'img_shape' in its metainfo "
+                             "(boxes are normalised by it)")
+        return float(shape[1]), float(shape[0])
+
+    def _targets(self, data_samples, device) -> list[tuple[Tensor, Tensor]]:
+        """Per image: labels [N] and normalised cx, cy, w, h boxes [N, 4]."""
+        targets = []
+        for sample in data_samples:
+            boxes, labels, _ = ground_truth(sample, device, self.num_classes, "DETRHead")
+            w, h = self._image_wh(sample.metainfo)
+            boxes = box_convert(boxes, "xyxy", "cxcywh") / boxes.new_tensor([w, h, w, h])
+            targets.append((labels, boxes))
+        return targets
+
+    @staticmethod
+    def _num_boxes(targets, device) -> float:
+        """Ground-truth boxes in the batch, averaged over DDP ranks (>= 1)."""
+        num = torch.tensor(float(sum(len(t[0]) for t in targets)), device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(num)
+            num = num / dist.get_world_size()
+        return max(float(num), 1.0)
+
+    def loss_by_feat(self, all_cls: Tensor, all_boxes: Tensor, data_samples) -> dict[str, Tensor]:
+        if len(data_samples) != all_cls.shape[1]:
+            raise ValueError(f"DETRHead.loss: {len(data_samples)} data samples for a batch of "
+                             f"{all_cls.shape[1]} images")
+        targets = self._targets(data_samples, all_cls.device)
+        num_boxes = self._num_boxes(targets, all_cls.device)
+        num_layers = all_cls.shape[0]
+        layers = range(num_layers) if self.aux_loss else [num_layers - 1]
+        losses = {}
+        for layer in layers:
+            parts = self.loss_single(all_cls[layer], all_boxes[layer], targets, num_boxes)
+            prefix = "" if layer == num_layers - 1 else f"d{layer}."
+            losses.update({prefix + k: v for k, v in parts.items()})
+        return losses
+
+    def loss_single(self, cls_logits: Tensor, boxes: Tensor, targets, num_boxes: float
+                    ) -> dict[str, Tensor]:
+        """Losses of one decoder layer: ``cls_logits`` [B, Q, C + 1], ``boxes``
+        [B, Q, 4]."""
+        batch, num_queries, _ = cls_logits.shape
+        target_classes = cls_logits.new_full((batch, num_queries), self.num_classes,
+                                             dtype=torch.long)
+        pred_matched, gt_matched = [], []
+        for i, (labels, gt_boxes) in enumerate(targets):
+            query_idx, gt_idx = self.matcher.match(cls_logits[i].detach(), boxes[i].detach(),
+                                                   labels, gt_boxes)
+            target_classes[i, query_idx] = labels[gt_idx]
+            pred_matched.append(boxes[i, query_idx])
+            gt_matched.append(gt_boxes[gt_idx])
+        target_classes = target_classes.flatten()
+        weight = self.class_weight[target_classes]
+        loss_cls = self.loss_cls(cls_logits.flatten(0, 1), target_classes, weight=weight,
+                                 avg_factor=float(weight.sum()))
+        pred = torch.cat(pred_matched)
+        gt = torch.cat(gt_matched)
+        loss_bbox = self.loss_bbox(pred, gt, avg_factor=num_boxes)
+        loss_iou = self.loss_iou(box_convert(pred, "cxcywh", "xyxy"),
+                                 box_convert(gt, "cxcywh", "xyxy"), avg_factor=num_boxes)
+        if pred.numel() == 0:  # keep the box branch in the graph (DDP needs every parameter)
+            loss_bbox = loss_bbox + boxes.sum() * 0.0
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou)
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, feats: Sequence[Tensor], data_samples=None,
+                rescale: bool = True) -> list[InstanceData]:
+        """Top ``max_per_img`` (query, class) pairs per image by softmax score
+        (no-object excluded); with ``rescale`` in original-image coordinates
+        (flip undone, divided by ``scale_factor``, clipped to ``ori_shape``),
+        else in ``img_shape`` coordinates."""
+        batch = feats[-1].shape[0]
+        metas = ([s.metainfo for s in data_samples] if data_samples is not None
+                 else [{} for _ in range(batch)])
+        all_cls, all_boxes = self(feats, metas if data_samples is not None else None)
+        return self.predict_by_feat(all_cls[-1], all_boxes[-1], metas, rescale)
+
+    def predict_by_feat(self, cls_logits: Tensor, boxes: Tensor, batch_img_metas: Sequence[dict],
+                        rescale: bool = True) -> list[InstanceData]:
+        results = []
+        for i, meta in enumerate(batch_img_metas):
+            scores = cls_logits[i].softmax(-1)[:, :-1]
+            k = min(self.test_cfg["max_per_img"], scores.numel())
+            scores, index = scores.flatten().topk(k)
+            labels = index % self.num_classes
+            query = torch.div(index, self.num_classes, rounding_mode="floor")
+            if "img_shape" in meta:
+                w, h = self._image_wh(meta)
+                size = (h, w)
+            else:  # no metainfo: boxes relative to the (unpadded) input
+                h, w = 1.0, 1.0
+                size = None
+            bboxes = box_convert(boxes[i, query], "cxcywh", "xyxy")
+            bboxes = bboxes * bboxes.new_tensor([w, h, w, h])
+            if size is not None:
+                bboxes = clip_boxes(bboxes, size)
+            if rescale:
+                bboxes = boxes_to_original(bboxes, meta)
+            results.append(InstanceData(bboxes=bboxes, scores=scores, labels=labels))
+        return results

@@ -1,0 +1,19 @@
+"""Detect objects in images: ``python tools/infer.py CONFIG CHECKPOINT INPUT [--out DIR]``.
+
+INPUT is an image, a folder of images or a quoted glob ('photos/*.jpg'). Each
+image is written to DIR with its detections drawn, next to a JSON of the
+detections (boxes in original pixels, class names, scores).
+"""
+import argparse
+
+from toolbox.engine.launch import add_infer_args, infer
+
+
+def main(argv=None):
+    parser = add_infer_args(argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter))
+    return infer(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
