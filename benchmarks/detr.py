@@ -14,7 +14,8 @@ the small variant's accuracy next to the RetinaNet quickstart.
   split.
 
     python benchmarks/detr.py speed [--repeats 5]
-    python benchmarks/detr.py train [--iters 1000] [--only detr retinanet]
+    python benchmarks/detr.py train [--iters 400] [--only detr retinanet]
+    python benchmarks/detr.py eval --only detr --iters 400 --checkpoint work_dirs/.../iter_200.pth
 """
 from __future__ import annotations
 
@@ -91,17 +92,21 @@ class RefTransformer(nn.Module):
             layer.pos, layer.query_pos = pos, query_pos
             tgt = layer(tgt, src, memory_key_padding_mask=mask)
             outs.append(self.decoder.norm(tgt))
-        return torch.stack(outs).transpose(1, 2), src.permute(1, 2, 0).reshape(batch, channels, h, w)
+        memory = src.permute(1, 2, 0).reshape(batch, channels, h, w)
+        return torch.stack(outs).transpose(1, 2), memory
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _time_pair(fn_a, fn_b, repeats: int) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds of two callables, run alternately so that
+    load on a shared machine hits both alike."""
+    fn_a(), fn_b()  # warm-up
+    times_a, times_b = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return min(times_a), min(times_b)
 
 
 def bench_speed(repeats: int, size: int = 320) -> dict:
@@ -142,8 +147,7 @@ def bench_speed(repeats: int, size: int = 320) -> dict:
             sum(model(image, sample(), mode="loss").values()).backward()
         return run
 
-    t_ours = _time(step(ours), repeats)
-    t_ref = _time(step(ref), repeats)
+    t_ours, t_ref = _time_pair(step(ours), step(ref), repeats)
     # the transformer alone (what differs), same inputs
     feat = torch.randn(1, 256, size // 32, size // 32)
     mask = torch.zeros(1, size // 32, size // 32, dtype=torch.bool)
@@ -156,23 +160,24 @@ def bench_speed(repeats: int, size: int = 320) -> dict:
             tr(feat, mask, query, pos)[0].sum().backward()
         return run
 
-    tt_ours = _time(tstep(ours.bbox_head.transformer), repeats * 4)
-    tt_ref = _time(tstep(ref.bbox_head.transformer), repeats * 4)
-    return dict(size=size, eval_max_abs_diff=diff, train_loss_ours=float(loss_a),
-                train_loss_ref=float(loss_b), model_s_ours=t_ours, model_s_ref=t_ref,
+    tt_ours, tt_ref = _time_pair(tstep(ours.bbox_head.transformer),
+                                 tstep(ref.bbox_head.transformer), repeats * 4)
+    return dict(size=size, eval_max_abs_diff=diff, train_loss_ours=loss_a.item(),
+                train_loss_ref=loss_b.item(), model_s_ours=t_ours, model_s_ref=t_ref,
                 model_ratio=t_ours / t_ref, transformer_s_ours=tt_ours,
                 transformer_s_ref=tt_ref, transformer_ratio=tt_ours / tt_ref,
                 threads=torch.get_num_threads())
 
 
 # ------------------------------------------------------------------------ train
-def train_variant(name: str, iters: int, work_root: Path, seed: int = 0) -> dict:
-    from toolbox.engine.runner import build_runner
+def _prepare(name: str, iters: int, work_root: Path, seed: int = 0) -> Config:
+    """The config ``name`` on an ``iters``-iteration budget (batch 8, warm-up
+    then cosine decay to 1% of the config's learning rate)."""
     cfg = Config.fromfile(str(CONFIGS[name]))
     cfg.work_dir = str(work_root / name)
     cfg.randomness = dict(seed=seed)
     cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=iters,
-                         val_begin=iters + 1)  # evaluated once, below
+                         val_begin=iters + 1)  # evaluated once, after training
     warmup = min(100, iters // 10)
     cfg.param_scheduler = [
         dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=warmup),
@@ -184,11 +189,17 @@ def train_variant(name: str, iters: int, work_root: Path, seed: int = 0) -> dict
     cfg.test_dataloader = cfg.val_dataloader
     cfg.custom_hooks = [h for h in cfg.custom_hooks if h["type"] != "ProgressBarHook"]
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=max(1, iters // 4),
-                                     by_epoch=False)
+                                        by_epoch=False)
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=50)
     cfg.log_processor = dict(type="LogProcessor", window_size=50, by_epoch=False)
     cfg.val_evaluator = [dict(type="CocoMetric")]
     cfg.log_level = "INFO"
+    return cfg
+
+
+def train_variant(name: str, iters: int, work_root: Path) -> dict:
+    from toolbox.engine.runner import build_runner
+    cfg = _prepare(name, iters, work_root)
     start = time.time()
     runner = build_runner(cfg)
     runner.train()
@@ -199,21 +210,36 @@ def train_variant(name: str, iters: int, work_root: Path, seed: int = 0) -> dict
                 train_minutes=train_min, total_minutes=(time.time() - start) / 60)
 
 
+def evaluate_checkpoint(name: str, iters: int, checkpoint: str, work_root: Path) -> dict:
+    """COCO AP of an intermediate checkpoint of a ``train`` run."""
+    from toolbox.engine.runner import build_runner
+    cfg = _prepare(name, iters, work_root / "eval")
+    cfg.load_from = checkpoint
+    metrics = build_runner(cfg).val()
+    return dict(config=str(CONFIGS[name].relative_to(ROOT)), schedule_iters=iters,
+                checkpoint=checkpoint, AP=metrics["coco/bbox_mAP"],
+                AP50=metrics["coco/bbox_mAP_50"])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("speed", "train"))
+    parser.add_argument("part", choices=("speed", "train", "eval"))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=1000)
+    parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--only", nargs="*", default=list(CONFIGS))
     parser.add_argument("--work-dir", default="work_dirs/bench_detr")
+    parser.add_argument("--checkpoint", help="eval: checkpoint of a train run (one --only name)")
     parser.add_argument("--out", default=None, help="append the JSON result to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "speed":
         results = [bench_speed(args.repeats)]
-    else:
+    elif args.part == "train":
         results = [train_variant(n, args.iters, Path(args.work_dir)) for n in args.only]
+    else:
+        results = [evaluate_checkpoint(args.only[0], args.iters, args.checkpoint,
+                                       Path(args.work_dir))]
     for r in results:
         print(json.dumps(r))
         if args.out:

@@ -12,7 +12,8 @@ absolute difference of the raw outputs and of the final boxes.
 
 The TorchScript exporter is the default: it takes seconds, matches PyTorch to
 ~1e-5 and supports dynamic height/width via ``dynamic_axes``; ``--dynamo``
-uses ``torch.export`` + onnxscript instead (about 20x slower to export here).
+uses ``torch.export`` + onnxscript instead (opset >= 18, weights in
+``FILE.data`` beside the graph; about 40x slower to export here).
 """
 import argparse
 import os.path as osp
@@ -43,7 +44,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     import onnxruntime as ort
 
-    from toolbox.apis.inferencer import CheckpointMismatchError, Inferencer, _read_image
+    from toolbox.apis.inferencer import CheckpointMismatchError, Inferencer, read_image
     from toolbox.apis.onnx_export import (TensorOutputs, export_onnx, postprocess_outputs,
                                           preprocess)
     args = parse_args(argv)
@@ -62,12 +63,12 @@ def main(argv=None) -> dict:
     export_s = time.perf_counter() - start
 
     if args.image:
-        image = _read_image(args.image)
+        image = read_image(args.image)
     else:
         h, w = args.shape if args.static else (args.shape[0] // 2, args.shape[1])  # another size
         image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     divisor = int(getattr(model, "size_divisor", 32) or 32)
-    images, meta = preprocess(image, inferencer._array_pipeline, divisor)
+    images, meta = preprocess(image, inferencer.array_pipeline, divisor)
     if args.static and images.shape[2:] != tuple(args.shape):
         raise SystemExit(f"error: --static model takes {tuple(args.shape)} inputs but the "
                          f"pipeline gives {images.shape[2:]}; drop --static or change --shape")
@@ -82,8 +83,11 @@ def main(argv=None) -> dict:
     same = len(dets_onnx) == len(dets_torch)
     box_diff = (float((dets_onnx.bboxes - dets_torch.bboxes).abs().max())
                 if same and len(dets_onnx) else 0.0)
-    size_mb = osp.getsize(out) / 2 ** 20
-    print(f"exported {out} ({size_mb:.2f} MB, {len(names)} outputs: {', '.join(names)}) in "
+    external = out + ".data"  # the dynamo exporter keeps the weights beside the graph
+    size_mb = (osp.getsize(out) + (osp.getsize(external) if osp.isfile(external) else 0)) / 2 ** 20
+    beside = f" with {external}" if osp.isfile(external) else ""
+    print(f"exported {out} ({size_mb:.2f} MB{beside}, {len(names)} outputs: "
+          f"{', '.join(names)}) in "
           f"{export_s:.1f} s with the {'dynamo' if args.dynamo else 'TorchScript'} exporter")
     print(f"onnxruntime vs PyTorch on a {image.shape[0]}x{image.shape[1]} image "
           f"(input {images.shape[2]}x{images.shape[3]}): max abs diff of raw outputs "

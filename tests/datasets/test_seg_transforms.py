@@ -93,6 +93,18 @@ def test_chain_of_transforms_stays_in_sync():
     assert r["gt_seg_map"].shape == (64, 72)
 
 
+def test_albu_geometric_transforms_keep_labels_in_sync():
+    r = encoded(h=40, w=60)
+    albu = TRANSFORMS.build(dict(type="Albu", transforms=[
+        dict(type="HorizontalFlip", p=1.0),
+        dict(type="PadIfNeeded", min_height=48, min_width=64, position="top_left",
+             fill=0, fill_mask=255)]))
+    out = albu(r)
+    assert out["gt_seg_map"].shape == (48, 64)
+    assert_in_sync(out)
+    np.testing.assert_array_equal(out["gt_seg_map"][:40, :60], r["ori_gt_seg_map"][:, ::-1])
+
+
 def test_detection_results_without_seg_map_are_untouched():
     r = encoded()
     del r["gt_seg_map"]

@@ -45,7 +45,8 @@ def test_wider_ratios_and_padding():
     # a 40-pixel-high image padded to 64: rows 5..7 of level 0 cover only padding
     lvl0, lvl1, _ = ga_location_targets(box, SIZES, STRIDES, 4, img_shape=(40, 64))
     assert counts(lvl0) == {"pos": 1, "ignore": 8 + 24, "neg": 31}
-    assert (lvl1[3] == -1).all() and (lvl1[:3] != -1).sum() == 12 - 4 + 0
+    # level 1: row 3 is padding; rows 0..2 hold 12 cells, 4 of them in the ignore region
+    assert (lvl1[3] == -1).all() and (lvl1[:3] == 0).sum() == 8
     empty = ga_location_targets(torch.zeros(0, 4), SIZES, STRIDES, 4)
     assert all((t == 0).all() for t in empty)
     with pytest.raises(ValueError, match="center_ratio"):

@@ -54,8 +54,8 @@ def test_giou_cost_for_disjoint_boxes_by_hand():
 
 def test_empty_ground_truth_and_bad_input():
     matcher = HungarianMatcher()
-    rows, cols = matcher.match(torch.zeros(4, 3), torch.rand(4, 4), torch.zeros(0, dtype=torch.long),
-                               torch.zeros(0, 4))
+    no_labels = torch.zeros(0, dtype=torch.long)
+    rows, cols = matcher.match(torch.zeros(4, 3), torch.rand(4, 4), no_labels, torch.zeros(0, 4))
     assert rows.numel() == 0 and cols.numel() == 0
     with pytest.raises(ValueError, match="gt_labels"):
         matcher.match(torch.zeros(4, 3), torch.rand(4, 4), torch.tensor([2]), torch.rand(1, 4))

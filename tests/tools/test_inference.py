@@ -134,7 +134,7 @@ def test_bad_inputs_name_the_path(trained, tool, tmp_path):
         infer([str(config), str(tmp_path / "missing.pth"), str(_val_images(config)[0])])
 
 
-def test_visualize_detections_and_a_hand_made_segmentation():
+def test_visualize_detections_and_a_hand_made_segmentation(inferencer):
     image = np.full((40, 60, 3), 128, np.uint8)
     det = DetDataSample(metainfo=dict(ori_shape=(40, 60)))
     det.pred_instances = InstanceData(bboxes=torch.tensor([[10.0, 5.0, 30.0, 25.0]]),
@@ -150,8 +150,8 @@ def test_visualize_detections_and_a_hand_made_segmentation():
     label_map[:, 30:] = 2
     label_map[:10, :] = 255  # ignored: left as is
     seg.pred_sem_seg = label_map
-    overlay = draw_sample(image, seg, ("road", "car", "tree"))
-    colours = palette(3)
+    overlay = inferencer.visualize(image, seg)
+    colours = palette(len(CLASSES))
     assert (overlay[:10] == 128).all()
     for rows, cols, label in ((slice(10, 40), slice(0, 30), 0), (slice(10, 40), slice(30, 60), 2)):
         region = overlay[rows, cols].reshape(-1, 3).astype(float)
@@ -159,4 +159,4 @@ def test_visualize_detections_and_a_hand_made_segmentation():
         assert np.abs(region.mean(0) - expected).max() < 3, (label, region.mean(0), expected)
     with pytest.raises(ValueError, match="pred_sem_seg"):
         seg.pred_sem_seg = torch.zeros(20, 20, dtype=torch.long)
-        draw_sample(image, seg)
+        inferencer.visualize(image, seg)

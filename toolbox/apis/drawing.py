@@ -75,7 +75,10 @@ def draw_instances(image, instances, classes: Sequence[str] | None = None,
         texts = [class_name(classes, int(lab)) + ("" if scores is None else f" {s:.2f}")
                  for lab, s in zip(labels, scores if scores is not None else labels)]
         font = max(7, min(13, int(min(h, w) / 25)))
+        # captions above the box (so small objects stay visible), inside at the top edge
+        above = boxes[:, 1] >= 1.6 * font
         vis.draw_texts(texts, boxes[:, :2], font_sizes=font, colors="white",
+                       vertical_alignments=["bottom" if a else "top" for a in above],
                        bboxes=[dict(facecolor=tuple(c / 255 for c in col), alpha=0.8, pad=0.7,
                                     edgecolor="none") for col in box_colors])
     return vis.get_image()

@@ -69,7 +69,7 @@ def _unique_name(path: str, used: set) -> str:
 def run_inference(args) -> dict:
     """Predict, draw and write every image of ``args.input`` (see module doc)."""
     from toolbox.apis.drawing import save_image
-    from toolbox.apis.inferencer import CheckpointMismatchError, Inferencer, _read_image
+    from toolbox.apis.inferencer import CheckpointMismatchError, Inferencer, read_image
     from toolbox.errors import DataError
 
     for what, path in (("config", args.config), ("checkpoint", args.checkpoint)):
@@ -88,7 +88,7 @@ def run_inference(args) -> dict:
     infer_times, draw_s = [], 0.0
     for path in images:
         try:
-            image = _read_image(path)
+            image = read_image(path)
             start = time.perf_counter()
             sample = inferencer(image)
             infer_times.append(time.perf_counter() - start)

@@ -29,13 +29,14 @@ class CheckpointMismatchError(ToolboxError, ValueError):
     """A checkpoint's weights do not fit the model its config builds."""
 
 
-def _read_image(path: str) -> np.ndarray:
+def read_image(path: str) -> np.ndarray:
     """An image file as RGB uint8, with errors naming the path."""
     import cv2
     if not os.path.isfile(path):
         raise DataError(f"image file not found: {path}")
     data = np.fromfile(path, np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise DataError(f"cannot decode image file {path} ({data.size} bytes): not an image?")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -111,7 +112,9 @@ class Inferencer:
         cfg_options: config overrides (``dict`` of dotted keys).
 
     ``classes`` come from the checkpoint's ``dataset_meta`` when it has one,
-    else from the config's test dataset.
+    else from the config's test dataset. ``pipeline`` is the config's test
+    pipeline and ``array_pipeline`` the same without ``LoadImage`` (for RGB
+    arrays; ``toolbox.apis.onnx_export.preprocess`` uses it too).
     """
 
     def __init__(self, config, checkpoint: str | None = None, device: str = "cpu",
@@ -144,7 +147,7 @@ class Inferencer:
         classes = (meta.get("dataset_meta") or {}).get("classes")
         self.classes = tuple(classes) if classes else _dataset_classes(cfg)
         steps = _test_pipeline(cfg)
-        self._array_pipeline = Compose([t for t in steps if t.get("type") != "LoadImage"])
+        self.array_pipeline = Compose([t for t in steps if t.get("type") != "LoadImage"])
         self.pipeline = Compose(steps)
 
     # ------------------------------------------------------------------ run
@@ -161,7 +164,7 @@ class Inferencer:
                                  f"{image.shape}")
             results = init_geometry(dict(img=np.ascontiguousarray(image), img_path=None,
                                          img_id=index))
-            return self._array_pipeline(results)
+            return self.array_pipeline(results)
         raise TypeError(f"Inferencer: an image must be a file path or an RGB np.ndarray, got "
                         f"{type(image).__name__}")
 
@@ -191,7 +194,7 @@ class Inferencer:
         returns the RGB picture and writes it to ``out_file`` if given."""
         from toolbox.apis.drawing import save_image
         if isinstance(image, (str, Path)):
-            image = _read_image(str(image))
+            image = read_image(str(image))
         thr = self.score_thr if score_thr is None else score_thr
         picture = draw_sample(image, result, self.classes, thr)
         if out_file is not None:
@@ -203,5 +206,5 @@ def visualize_result(image, result, classes: Sequence[str] | None = None,
                      score_thr: float = 0.3) -> np.ndarray:
     """Draw a ``DetDataSample`` / ``SegDataSample`` without an Inferencer."""
     if isinstance(image, (str, Path)):
-        image = _read_image(str(image))
+        image = read_image(str(image))
     return draw_sample(image, result, classes, score_thr)

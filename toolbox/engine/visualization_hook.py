@@ -66,7 +66,7 @@ class DetVisualizationHook(Hook):
 
     def _draw(self, runner, batch_idx, outputs, folder: str, mode: str) -> None:
         from toolbox.apis.drawing import draw_sample, save_image
-        from toolbox.apis.inferencer import _read_image
+        from toolbox.apis.inferencer import read_image
         if not outputs or batch_idx % self.interval:
             return
         classes = (getattr(runner.visualizer, "dataset_meta", None) or {}).get("classes")
@@ -77,7 +77,7 @@ class DetVisualizationHook(Hook):
             path = sample.metainfo.get("img_path")
             if not path:
                 continue
-            picture = draw_sample(_read_image(path), sample, classes, self.score_thr,
+            picture = draw_sample(read_image(path), sample, classes, self.score_thr,
                                   show_gt=True, visualizer=runner.visualizer)
             name = osp.splitext(osp.basename(path))[0]
             save_image(osp.join(folder, f"{name}.png"), picture)

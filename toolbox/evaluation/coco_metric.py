@@ -79,7 +79,8 @@ class CocoMetric(BaseMetric):
                  classwise: bool = True, outfile_prefix: str | None = None,
                  iou_thrs: Sequence[float] | None = None,
                  proposal_nums: Sequence[int] = (1, 10, 100),
-                 save_pr_curves: str | None = None, collect_device: str = "cpu", prefix: str = "coco",
+                 save_pr_curves: str | None = None,
+                 collect_device: str = "cpu", prefix: str = "coco",
                  collect_dir: str | None = None):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
         metrics = [metric] if isinstance(metric, str) else list(metric)

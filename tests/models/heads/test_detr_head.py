@@ -141,3 +141,15 @@ def test_bad_arguments_are_named():
         tiny_head()([torch.zeros(1, 5, 2, 2)])
     with pytest.raises(ValueError, match="labels"):
         tiny_head().loss([torch.zeros(1, 8, 2, 2)], [sample([0, 0, 5, 5], [3])])
+
+
+def test_transformer_and_positional_encoding_swap_by_config():
+    from toolbox.models.layers.detr_transformer import DETRTransformer
+    from toolbox.models.layers.positional_encoding import LearnedPositionalEncoding
+    custom = DETRTransformer(d_model=16, nhead=4, num_encoder_layers=0, num_decoder_layers=3,
+                             dim_feedforward=8)
+    head = tiny_head(transformer=custom, positional_encoding=dict(type="learned"))
+    assert head.transformer is custom
+    assert isinstance(head.positional_encoding, LearnedPositionalEncoding)
+    cls, boxes = head([torch.randn(1, 8, 3, 3)])
+    assert cls.shape == (3, 1, 2, 2)  # one output per decoder layer

@@ -45,7 +45,8 @@ class Albu:
     ``Albu(transforms=[dict(type='HueSaturationValue', p=0.5), dict(type='Blur')])``.
 
     Boxes (dropped below ``min_visibility`` / ``min_area``), labels, ignore
-    flags and masks stay in sync. Albumentations does not report the
+    flags, masks and a segmentation label map (``gt_seg_map``; set
+    ``fill_mask=255`` on padding transforms so padding is ignored) stay in sync. Albumentations does not report the
     geometry it applied, so ``scale_factor`` / ``crop_offset`` / ``flip`` are
     not updated: use it for photometric changes, or for geometric ones in
     training pipelines only (never in a test pipeline).
@@ -66,7 +67,7 @@ class Albu:
 
     def __call__(self, results: dict) -> dict:
         reseed(self._compose)
-        return run_albumentations(results, self._compose)
+        return run_albumentations(results, self._compose, with_seg_map=True)
 
     def __repr__(self) -> str:
         return f"Albu(transforms={self.cfgs})"

@@ -139,12 +139,16 @@ def reseed(compose: Any) -> None:
     compose.set_random_seed(random.getrandbits(32))
 
 
-def run_albumentations(results: dict, compose: Any) -> dict:
+def run_albumentations(results: dict, compose: Any, with_seg_map: bool = False) -> dict:
     """Run an ``A.Compose`` (built with :func:`bbox_params`) on a result dict.
 
-    Image, boxes and masks go through together; labels, ignore flags and
-    masks of boxes the transform dropped (e.g. cropped away) are dropped with
-    them. ``img_shape`` is updated; the geometry record is the caller's job.
+    Image, boxes, instance masks and, with ``with_seg_map``, the semantic
+    label map (``gt_seg_map`` as albumentations' ``mask`` target: nearest
+    interpolation, padded with the transform's ``fill_mask``; the toolbox's
+    own geometric transforms move it themselves) go through together; labels, ignore flags
+    and masks of boxes the transform dropped (e.g. cropped away) are dropped
+    with them. ``img_shape`` is updated; the geometry record is the caller's
+    job.
     """
     img = results["img"]
     boxes = np.asarray(results.get("gt_bboxes", np.zeros((0, 4), np.float32)), np.float32)
@@ -154,7 +158,11 @@ def run_albumentations(results: dict, compose: Any) -> dict:
     masks = results.get("gt_masks")
     if masks is not None and n > 0:
         args["masks"] = np.ascontiguousarray(masks)
+    if with_seg_map and results.get("gt_seg_map") is not None:
+        args["mask"] = np.ascontiguousarray(results["gt_seg_map"])
     out = compose(**args)
+    if "mask" in args:
+        results["gt_seg_map"] = np.asarray(out["mask"]).astype(results["gt_seg_map"].dtype)
     new_img = out["image"]
     keep = np.asarray(out["instance_index"], dtype=np.int64).reshape(-1)
     results["img"] = new_img

@@ -70,7 +70,8 @@ class MLP(nn.Module):
 def build_transformer(cfg, d_model: int) -> nn.Module:
     """A :class:`DETRTransformer` from its arguments (``type`` absent or
     ``'DETRTransformer'``), a module, or any other ``type`` registered in the
-    ``heads`` hook point that follows :class:`DETRTransformer`'s ``forward``."""
+    ``heads`` hook point that takes ``d_model`` (filled from ``embed_dims``)
+    and follows :class:`DETRTransformer`'s ``forward``."""
     if isinstance(cfg, nn.Module):
         return cfg
     if not isinstance(cfg, dict):
@@ -120,7 +121,8 @@ class DETRHead(BaseModule):
                                  f"got {in_channels!r}")
             in_channels = tuple(in_channels)[-1]  # DETR reads the last (coarsest) map
         if not isinstance(embed_dims, int) or embed_dims < 2 or embed_dims % 2:
-            raise ValueError(f"DETRHead: 'embed_dims' must be a positive even int, got {embed_dims!r}")
+            raise ValueError(f"DETRHead: 'embed_dims' must be a positive even int, "
+                             f"got {embed_dims!r}")
         if not isinstance(num_queries, int) or num_queries < 1:
             raise ValueError(f"DETRHead: 'num_queries' must be a positive int, got {num_queries!r}")
         if not 0 <= eos_coef <= 1:

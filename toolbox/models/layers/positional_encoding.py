@@ -51,7 +51,8 @@ class SinePositionalEncoding(nn.Module):
             raise ValueError(f"SinePositionalEncoding: 'num_feats' must be a positive even int, "
                              f"got {num_feats!r}")
         if temperature <= 0:
-            raise ValueError(f"SinePositionalEncoding: 'temperature' must be > 0, got {temperature}")
+            raise ValueError(f"SinePositionalEncoding: 'temperature' must be > 0, "
+                             f"got {temperature}")
         self.num_feats = num_feats
         self.temperature = float(temperature)
         self.normalize = bool(normalize)
@@ -67,7 +68,8 @@ class SinePositionalEncoding(nn.Module):
             y = y / (y[:, -1:, :] + self.eps) * self.scale
             x = x / (x[:, :, -1:] + self.eps) * self.scale
         index = torch.arange(self.num_feats, dtype=torch.float32, device=mask.device)
-        dim_t = self.temperature ** (2 * torch.div(index, 2, rounding_mode="floor") / self.num_feats)
+        pair = torch.div(index, 2, rounding_mode="floor")  # channels 2i, 2i + 1 share
+        dim_t = self.temperature ** (2 * pair / self.num_feats)
         pos_x = x[..., None] / dim_t
         pos_y = y[..., None] / dim_t
         # interleave: channel 2i = sin, 2i + 1 = cos of the same frequency

@@ -110,7 +110,8 @@ class ProjectionUpBlock(nn.Module):
                  residual: bool = True, conv_block: bool = True):
         super().__init__()
         if not isinstance(num_layers, int) or num_layers < 0:
-            raise ValueError(f"ProjectionUpBlock: num_layers must be an int >= 0, got {num_layers!r}")
+            raise ValueError(f"ProjectionUpBlock: num_layers must be an int >= 0, "
+                             f"got {num_layers!r}")
         self.deconv_init = _deconv2x(in_channels, out_channels, spatial_dims)
         steps = []
         for _ in range(num_layers):
