@@ -10,6 +10,7 @@ item's original frame and go through the config's metric. A config without
 data (the paper-size BTCV one) trains on random 32^3 volumes with its ViT
 re-sized to that input.
 """
+import random
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,8 @@ def test_config_trains_and_predicts(config, tmp_path_factory, one_thread):
     if not MODELS.get(cfg.model.type).__module__.startswith("toolbox.models.segmentors"):
         pytest.skip("detection config: trained by test_detector_configs.py")
     root = tmp_path_factory.getbasetemp() / "seg_data" / config.stem
+    random.seed(0)  # the random crops and flips of the pipelines
+    torch.manual_seed(0)
     if "train_dataloader" in cfg:
         train_set = _tiny_dataset(cfg.train_dataloader.dataset, root)
         val_set = _tiny_dataset(cfg.val_dataloader.dataset, root)
@@ -60,7 +63,6 @@ def test_config_trains_and_predicts(config, tmp_path_factory, one_thread):
         evaluator, meta = cfg.val_evaluator, val_set.metainfo
     else:
         train_items, val_items, collate_args, evaluator, meta = _random_volumes(cfg)
-    torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     batch = seg_collate(train_items, **collate_args)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -38,3 +38,14 @@ def test_offsets_follow_the_shape_and_do_not_train_it():
     assert shape.grad is None and layer.conv_offset.weight.grad is not None
     with pytest.raises(ValueError, match="deform_groups"):
         FeatureAdaption(6, 6, deform_groups=4)
+
+
+def test_optional_norm_between_deformable_conv_and_relu():
+    torch.manual_seed(0)
+    layer = FeatureAdaption(8, 8, deform_groups=4, norm_cfg=dict(type="GN", num_groups=4))
+    assert isinstance(layer.norm, torch.nn.GroupNorm)
+    x, shape = torch.randn(2, 8, 6, 7), torch.randn(2, 2, 6, 7)
+    out = layer(x, shape)
+    want = F.relu(layer.norm(layer.conv_adaption(x, layer.conv_offset(shape))))
+    torch.testing.assert_close(out, want)
+    assert 0.3 < (out > 0).float().mean() < 0.7  # normalised: about half active

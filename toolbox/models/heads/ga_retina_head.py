@@ -7,7 +7,8 @@ RetinaNet's two conv towers, then per level:
    from the classification tower and an anchor shape ``(dw, dh)`` from the
    regression tower; one anchor per cell, ``w = sigma * stride * exp(dw)``;
 2. feature adaption: each tower's features go through a deformable 3x3 conv
-   whose offsets come from the predicted shape (:class:`FeatureAdaption`);
+   whose offsets come from the predicted shape (:class:`FeatureAdaption`;
+   normalised like the towers when ``norm_cfg`` is set);
 3. class logits and box deltas on the adapted features, one anchor per cell.
 
 Training adds the location (focal) and shape (bounded IoU) losses to
@@ -72,7 +73,8 @@ class GARetinaHead(BaseModule):
         loss_loc, loss_shape, loss_cls, loss_bbox: ``LOSSES`` configs (focal,
             bounded IoU beta 0.2, focal, smooth L1 beta 0.04; ``L1Loss`` or
             ``GIoULoss`` work as box losses too).
-        norm_cfg: norm layer of the towers; None for conv + ReLU.
+        norm_cfg: norm layer of the towers and of the feature adaptions
+            (after their deformable conv); None for conv + ReLU (the paper).
         test_cfg: ``nms_pre``, ``score_thr``, ``iou_thr``, ``max_per_img``.
         prior_prob: initial foreground probability (classifier bias).
     """
@@ -129,8 +131,8 @@ class GARetinaHead(BaseModule):
 
         self.cls_convs = self._tower(norm_cfg)
         self.reg_convs = self._tower(norm_cfg)
-        self.adapt_cls = FeatureAdaption(last, feat_channels)
-        self.adapt_reg = FeatureAdaption(last, feat_channels)
+        self.adapt_cls = FeatureAdaption(last, feat_channels, norm_cfg=norm_cfg)
+        self.adapt_reg = FeatureAdaption(last, feat_channels, norm_cfg=norm_cfg)
         self.retina_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
         self.retina_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
         self.last_num_anchors: list[int] = []

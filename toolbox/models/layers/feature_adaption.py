@@ -5,9 +5,16 @@ refine an anchor should cover it: a 1x1 conv turns each cell's predicted
 shape ``(dw, dh)`` into the sampling offsets of a 3x3 deformable conv
 (``torchvision.ops.DeformConv2d``) applied to the features, then ReLU.
 The shape is detached: the adaption does not train the shape branch.
+
+With ``norm_cfg`` (e.g. GroupNorm, when the head's towers use one) a norm
+layer sits between the deformable conv and the ReLU. Without it (the
+paper's layer) the ReLU died within ~20 iterations of Adam at lr 3e-3 in our
+one-image overfit (2 % of outputs active, regression stuck at one constant
+delta); with GroupNorm 59 % stayed active and the box was recovered.
 """
 from __future__ import annotations
 
+from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 from torchvision.ops import DeformConv2d
 
@@ -15,7 +22,7 @@ __all__ = ["FeatureAdaption"]
 
 
 class FeatureAdaption(nn.Module):
-    """``relu(deform_conv(x, offsets = conv1x1(shape.detach())))``.
+    """``relu([norm](deform_conv(x, offsets = conv1x1(shape.detach()))))``.
 
     Args:
         in_channels, out_channels: widths of the adapted features.
@@ -23,10 +30,13 @@ class FeatureAdaption(nn.Module):
         deform_groups: channel groups with their own offsets (4, as
             mmdetection's implementation).
         shape_channels: channels of the shape prediction (2: dw, dh).
+        norm_cfg: optional norm layer after the deformable conv (None: the
+            paper's conv + ReLU).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 deform_groups: int = 4, shape_channels: int = 2):
+                 deform_groups: int = 4, shape_channels: int = 2,
+                 norm_cfg: dict | None = None):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"FeatureAdaption: 'kernel_size' must be odd, got {kernel_size}")
@@ -37,6 +47,7 @@ class FeatureAdaption(nn.Module):
         self.conv_offset = nn.Conv2d(shape_channels, offset_channels, 1, bias=False)
         self.conv_adaption = DeformConv2d(in_channels, out_channels, kernel_size,
                                           padding=(kernel_size - 1) // 2, bias=False)
+        self.norm = build_norm_layer(norm_cfg, out_channels)[1] if norm_cfg else None
         self.relu = nn.ReLU(inplace=True)
         self.init_weights()
 
@@ -49,4 +60,7 @@ class FeatureAdaption(nn.Module):
             raise ValueError(f"FeatureAdaption: 'shape' {tuple(shape.shape)} must cover the "
                              f"same batch and cells as 'x' {tuple(x.shape)}")
         offset = self.conv_offset(shape.detach())
-        return self.relu(self.conv_adaption(x, offset))
+        x = self.conv_adaption(x, offset)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.relu(x)
