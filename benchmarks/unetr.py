@@ -14,15 +14,13 @@ validation volumes by sliding window; reports the metrics.
     python benchmarks/unetr.py speed [--img-size 96] [--repeats 3] [--threads 1]
     python benchmarks/unetr.py dice [--epochs 20]
 
-MONAI needs einops for its attention; without it the test suite's generic
-stand-in (tests/models/segmentors/einops_standin.py) is used.
+MONAI (with einops, which its attention needs) comes with the test extra.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -33,12 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def monai_unetr(img_size: int):
-    try:
-        import einops  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "tests" / "models" / "segmentors"))
-        from einops_standin import patch_monai
-        patch_monai()
     from monai.networks.nets import UNETR
     return UNETR(in_channels=1, out_channels=14, img_size=img_size, feature_size=16,
                  hidden_size=768, mlp_dim=3072, num_heads=12, proj_type="conv",

@@ -68,10 +68,22 @@ def toolbox_heads():
     """Return task heads (``nn.Module`` classes).
 
     Contract: ``loss(feats, data_samples) -> dict[str, Tensor]`` (every key
-    containing ``loss`` is summed into the training objective) and
-    ``predict(feats, data_samples) -> list[InstanceData]`` in the input
-    image's coordinates. A head owns its target assignment and decoding, and
-    takes ``in_channels`` / ``strides`` from the neck or backbone.
+    containing ``loss`` is summed into the training objective; other keys
+    are logged) and ``predict(feats, data_samples)``. A head owns its target
+    assignment and decoding, and takes ``in_channels`` / ``strides`` from the
+    neck or backbone. What ``predict`` returns depends on the model that
+    calls it:
+
+    * detection heads (``SingleStageDetector``, ``DETR``): ``list[InstanceData]``
+      with ``bboxes``, ``scores``, ``labels`` in the original image's
+      coordinates;
+    * RPN heads (``TwoStageDetector``): the same, class-agnostic, plus
+      ``loss_and_predict(feats, data_samples, proposal_cfg)`` returning the
+      losses and detached proposals in ``img_shape`` coordinates;
+    * RoI heads: ``loss(feats, proposals, data_samples)`` and
+      ``predict(feats, proposals, data_samples)``;
+    * segmentation heads (``EncoderDecoder``): logits ``[B, K, *spatial]``;
+      the segmentor maps them back to the original frame.
     """
 
 

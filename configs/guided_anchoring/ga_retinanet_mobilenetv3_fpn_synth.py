@@ -14,6 +14,8 @@ model = dict(
         num_classes=6,
         feat_channels=64,
         stacked_convs=2,
+        # GroupNorm in the towers and after the adaptions' deformable convs
+        # (keeps the adaption's ReLU alive under AdamW, see docs/guided_anchoring.md)
         norm_cfg=dict(type="GN", num_groups=16),
         sigma=2.0,
         approx_anchor_generator=dict(octave_base_scale=2, scales_per_octave=3,

@@ -1,19 +1,12 @@
-"""MONAI reference networks for the equivalence tests (with an einops
-stand-in when einops is not installed, see ``einops_standin.py``)."""
+"""MONAI reference networks for the equivalence tests (MONAI and einops are
+test dependencies)."""
 import pytest
-
-from einops_standin import Rearrange
 
 
 @pytest.fixture
-def monai_nets(monkeypatch):
-    """``monai.networks.nets``, usable without einops."""
+def monai_nets():
+    """``monai.networks.nets``."""
     pytest.importorskip("monai")
-    try:
-        import einops  # noqa: F401
-    except ImportError:
-        from monai.networks.blocks import patchembedding, selfattention
-        monkeypatch.setattr(selfattention, "Rearrange", Rearrange)
-        monkeypatch.setattr(patchembedding, "Rearrange", Rearrange)
+    pytest.importorskip("einops")
     from monai.networks import nets
     return nets
