@@ -180,6 +180,33 @@ def test_random_crop_volume_positive_sampling_hits_foreground():
     assert hits < 10
 
 
+def test_random_crop_volume_class_ratios_follow_the_ratios():
+    """Centres drawn by class_ratios hit each present class with its ratio's share."""
+    random.seed(0)
+    seg = np.zeros((10, 10, 10), np.int64)
+    seg[1:6, 1:6, 1:6] = 1  # big organ (125 voxels)
+    seg[8, 8, 8] = 2  # one voxel
+    seg[1:3, 7:9, 7:9] = 3  # 8 voxels; class 4 is absent
+    img = np.arange(seg.size, dtype=np.float32).reshape(1, *seg.shape)  # voxel index
+    crop = TRANSFORMS.build(dict(type="RandomCropVolume", roi_size=1,
+                                 class_ratios=(1, 2, 3, 4, 10)))
+    n = 1500
+    counts = np.zeros(5)
+    for _ in range(n):
+        out = crop(dict(img=img.copy(), gt_seg_map=seg.copy()))
+        z, y, x = np.unravel_index(int(out["img"].item()), seg.shape)
+        assert out["gt_seg_map"].item() == seg[z, y, x]  # a 1^3 patch is its centre
+        counts[seg[z, y, x]] += 1
+    # class 4 is absent: the others share the draws as 1 : 2 : 3 : 4 (out of 10)
+    expected = np.array([1, 2, 3, 4, 0]) / 10
+    assert counts[4] == 0
+    np.testing.assert_allclose(counts / n, expected, atol=0.05)  # > 3.9 sigma at n = 1500
+    with pytest.raises(ValueError, match="class_ratios"):
+        TRANSFORMS.build(dict(type="RandomCropVolume", roi_size=4, class_ratios=(1, -1)))
+    with pytest.raises(ValueError, match="class_ratios"):
+        TRANSFORMS.build(dict(type="RandomCropVolume", roi_size=4, class_ratios=(0, 0)))
+
+
 def test_random_flip_volume_sync_and_undo():
     random.seed(0)
     r = volume_results()

@@ -1,7 +1,7 @@
 """Every shipped detector config builds and trains a few iterations.
 
-Segmentation configs (a segmentor model) are skipped here; they are
-trained by test_segmentor_configs.py.
+Segmentation configs (a segmentor model) are trained by
+test_segmentor_configs.py instead.
 
 Each config is loaded as a user would load it (``_base_`` inheritance), its
 data shrunk to a handful of tiny synthetic images; the model takes two
@@ -17,8 +17,10 @@ from toolbox.datasets._collate import det_collate
 from toolbox.engine.hooks import hand_class_frequencies
 from toolbox.registry import DATASETS, MODELS
 
+from shipped_configs import shipped_configs
+
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.py") if p.parent.name != "_base_")
+CONFIGS = shipped_configs("detection")
 
 
 def tiny_batch(cfg, data_root):
@@ -35,8 +37,6 @@ def tiny_batch(cfg, data_root):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_config_trains_a_few_iterations(config, tmp_path_factory, one_thread):
     cfg = Config.fromfile(str(config))
-    if MODELS.get(cfg.model.type).__module__.startswith("toolbox.models.segmentors"):
-        pytest.skip("segmentation config: trained by test_segmentor_configs.py")
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     dataset, batch = tiny_batch(cfg, tmp_path_factory.getbasetemp() / "synthetic" / config.stem)

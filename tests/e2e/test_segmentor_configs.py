@@ -1,7 +1,6 @@
 """Every shipped segmentation config builds, trains two steps and predicts.
 
-Configs whose model is not a segmentor are skipped (test_detector_configs.py
-trains them). Each segmentation config is loaded as a user would load it
+Detection configs are trained by test_detector_configs.py. Each segmentation config is loaded as a user would load it
 (``_base_`` inheritance). Its data is shrunk to two tiny synthetic images or
 volumes (same pipeline and collate function as the config); the model takes
 two optimizer steps (loss finite, weights move), then predicts the
@@ -21,8 +20,10 @@ from toolbox.datasets._collate import seg_collate
 from toolbox.registry import DATASETS, METRICS, MODELS
 from toolbox.structures.seg_data_sample import SegDataSample
 
+from shipped_configs import shipped_configs
+
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.py") if p.parent.name != "_base_")
+CONFIGS = shipped_configs("segmentation")
 TINY_DATA = {"SyntheticVolumeDataset": dict(num_volumes=2, size=32),
              "SyntheticSegDataset": dict(num_images=2, image_size=64)}
 
@@ -50,8 +51,6 @@ def _random_volumes(cfg):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_config_trains_and_predicts(config, tmp_path_factory, one_thread):
     cfg = Config.fromfile(str(config))
-    if not MODELS.get(cfg.model.type).__module__.startswith("toolbox.models.segmentors"):
-        pytest.skip("detection config: trained by test_detector_configs.py")
     root = tmp_path_factory.getbasetemp() / "seg_data" / config.stem
     random.seed(0)  # the random crops and flips of the pipelines
     torch.manual_seed(0)

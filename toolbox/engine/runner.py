@@ -140,6 +140,7 @@ def _setup_cpu_distributed(cfg: Config) -> None:
 def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = False) -> Runner:
     """Prepare ``cfg`` and return ``Runner.from_cfg(cfg)``."""
     import toolbox.engine.hooks  # noqa: F401 - registers the toolbox hooks
+    import toolbox.engine.visualization_hook  # noqa: F401 - and the picture hook
     ckpt.install()
     cfg.setdefault("default_scope", "toolbox")
     validate_config(cfg)

@@ -158,19 +158,10 @@ class RefineDetHead(BaseModule):
         self._default_init()
 
     def _default_init(self) -> None:
-        """TCB convs Xavier-uniform (the authors' Caffe filler); the four
-        predictor convs Normal(0, 0.01), so that training from scratch starts
-        from near-uniform softmaxes and near-zero offsets (Xavier predictors
-        on unnormalised backbone maps start with huge logits); zero biases."""
-        predictors = [*self.odm_cls, *self.odm_reg]
-        if self.use_arm:
-            predictors += [*self.arm_cls, *self.arm_reg]
+        """Xavier-uniform convs with zero biases (the authors' Caffe fillers)."""
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                if any(module is p for p in predictors):
-                    nn.init.normal_(module.weight, std=0.01)
-                else:
-                    nn.init.xavier_uniform_(module.weight)
+                nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
