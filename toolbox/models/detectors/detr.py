@@ -14,7 +14,8 @@ from typing import Sequence
 
 from torch import nn
 
-from toolbox.models.detectors.single_stage import SingleStageDetector, _build, _declared
+from toolbox.models.detectors.base import declared
+from toolbox.models.detectors.single_stage import SingleStageDetector
 from toolbox.registry import HEADS
 from toolbox.structures import DetDataSample
 
@@ -49,8 +50,8 @@ class DETR(SingleStageDetector):
         super().__init__(backbone, neck=neck, bbox_head=nn.Identity(),
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         source, name = (self.neck, "neck") if self.neck is not None else (self.backbone, "backbone")
-        channels = _declared(source, "out_channels")
-        self.bbox_head = _build(bbox_head, HEADS, "bbox_head", {
+        channels = declared(source, "out_channels")
+        self.bbox_head = self._build_part(bbox_head, HEADS, "bbox_head", {
             "in_channels": (channels[-1] if channels else None, name)})
 
     def forward(self, inputs, data_samples: Sequence[DetDataSample] | None = None,

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from mmengine.model import BaseModel
 from torch import Tensor
 
-from toolbox.models.detectors.single_stage import (MODES, NeckChain, SingleStageDetector,
-                                                   _build, _declared)
-from toolbox.registry import BACKBONES, HEADS, NECKS
+from toolbox.models.detectors.base import MODES, BaseDetector
+from toolbox.registry import HEADS
 from toolbox.structures import DetDataSample
 
 __all__ = ["TwoStageDetector"]
@@ -26,19 +24,7 @@ __all__ = ["TwoStageDetector"]
 DEFAULT_TRAIN_CFG = dict(rpn_proposal=dict(nms_pre=2000, max_per_img=1000))
 
 
-def _build_part(cfg, registry, where: str, fill: dict):
-    """single_stage's ``_build``, its errors naming this detector."""
-    try:
-        return _build(cfg, registry, where, fill)
-    except (TypeError, ValueError) as error:
-        message = str(error)
-        if not message.startswith("SingleStageDetector:"):
-            raise
-        raise type(error)(message.replace("SingleStageDetector:", "TwoStageDetector:", 1)) \
-            from None
-
-
-class TwoStageDetector(BaseModel):
+class TwoStageDetector(BaseDetector):
     """A two-stage detector: ``roi_head(feats, rpn_head(feats))``.
 
     Args:
@@ -61,13 +47,6 @@ class TwoStageDetector(BaseModel):
     outputs and the RoI head's class logits and deltas for the proposals.
     """
 
-    # batching and metainfo exactly as the single-stage detector does them
-    size_divisor = SingleStageDetector.size_divisor
-    with_neck = SingleStageDetector.with_neck
-    _batch_inputs = SingleStageDetector._batch_inputs
-    _complete_metainfo = staticmethod(SingleStageDetector._complete_metainfo)
-    extract_feat = SingleStageDetector.extract_feat
-
     def __init__(self, backbone, neck=None, rpn_head=None, roi_head=None,
                  train_cfg: dict | None = None, data_preprocessor=None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -79,25 +58,12 @@ class TwoStageDetector(BaseModel):
             raise ValueError(f"TwoStageDetector: unknown train_cfg key(s) {sorted(unknown)}; "
                              f"accepted: {sorted(DEFAULT_TRAIN_CFG)}")
         self.train_cfg = {**DEFAULT_TRAIN_CFG, **(train_cfg or {})}
-        self.backbone = _build_part(backbone, BACKBONES, "backbone", {})
-        source, name = self.backbone, "backbone"
-        self.neck = None
-        if neck is not None:
-            chain = []
-            for cfg in (neck if isinstance(neck, (list, tuple)) else [neck]):
-                chain.append(_build_part(cfg, NECKS, "neck", {
-                    "in_channels": (_declared(source, "out_channels"), name),
-                    "in_strides": (_declared(source, "out_strides"), name)}))
-                source, name = chain[-1], "neck"
-            self.neck = chain[0] if len(chain) == 1 else NeckChain(*chain)
-        channels = _declared(source, "out_channels")
-        if channels is not None and len(set(channels)) == 1:
-            channels = channels[0]
-        strides = _declared(source, "out_strides")
-        fill = {"in_channels": (channels, name), "strides": (strides, name)}
-        self.rpn_head = self._checked(_build_part(rpn_head, HEADS, "rpn_head", fill),
+        source, name = self._build_trunk(backbone, neck)
+        fill = self._head_inputs(source, name)
+        strides = fill["strides"][0]
+        self.rpn_head = self._checked(self._build_part(rpn_head, HEADS, "rpn_head", fill),
                                       "rpn_head", strides, name)
-        self.roi_head = self._checked(_build_part(roi_head, HEADS, "roi_head", fill),
+        self.roi_head = self._checked(self._build_part(roi_head, HEADS, "roi_head", fill),
                                       "roi_head", strides, name)
 
     @staticmethod

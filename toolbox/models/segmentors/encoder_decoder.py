@@ -20,18 +20,17 @@ padding removed), un-flipped (``flip`` / ``flip_direction`` or
 """
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from torch import Tensor, nn
+from torch import Tensor
 
-from toolbox.models.detectors.single_stage import NeckChain
+from toolbox.models.detectors.base import build_component, build_trunk, declared
 from toolbox.models.layers.sliding_window import sliding_window_inference
-from toolbox.registry import BACKBONES, HEADS, NECKS
+from toolbox.registry import HEADS
 from toolbox.structures.seg_data_sample import SegDataSample
 
 __all__ = ["EncoderDecoder"]
@@ -39,40 +38,6 @@ __all__ = ["EncoderDecoder"]
 MODES = ("loss", "predict", "tensor")
 TEST_MODES = ("whole", "slide")
 FLIP_DIRECTIONS = ("horizontal", "vertical", "diagonal")
-
-
-def _accepts(component, name: str) -> bool:
-    try:
-        params = inspect.signature(component.__init__ if inspect.isclass(component)
-                                   else component).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _declared(module: nn.Module, attr: str):
-    value = getattr(module, attr, None)
-    return tuple(value) if isinstance(value, (list, tuple)) and value else value
-
-
-def _build(cfg, registry, where: str, fill: dict) -> nn.Module:
-    """Build ``cfg`` after filling the ``fill`` arguments it accepts but
-    does not set (a ``None`` value: the previous part declares none)."""
-    if isinstance(cfg, nn.Module):
-        return cfg
-    if not isinstance(cfg, dict) or "type" not in cfg:
-        raise TypeError(f"EncoderDecoder: '{where}' must be a config dict with a 'type' key "
-                        f"(or a built module), got {cfg!r}")
-    cfg = dict(cfg)
-    component = registry.get(cfg["type"])
-    for key, (value, source) in fill.items():
-        if key in cfg or not _accepts(component, key):
-            continue
-        if value is None:
-            raise ValueError(f"EncoderDecoder: cannot infer {where}.{key}: the {source} declares "
-                             f"no value for it; set '{key}' in the {where} config")
-        cfg[key] = value
-    return registry.build(cfg)
 
 
 def _check_test_cfg(test_cfg) -> dict:
@@ -121,22 +86,12 @@ class EncoderDecoder(BaseModel):
         if decode_head is None:
             raise ValueError("EncoderDecoder: 'decode_head' is required (a HEADS config)")
         self.test_cfg = _check_test_cfg(test_cfg)
-        self.backbone = _build(backbone, BACKBONES, "backbone", {})
+        source, name = build_trunk(self, backbone, neck)
         self.spatial_dims = int(getattr(self.backbone, "spatial_dims", 2))
-        source, name = self.backbone, "backbone"
-        self.neck = None
-        if neck is not None:
-            chain = []
-            for cfg in (neck if isinstance(neck, (list, tuple)) else [neck]):
-                chain.append(_build(cfg, NECKS, "neck", {
-                    "in_channels": (_declared(source, "out_channels"), name),
-                    "in_strides": (_declared(source, "out_strides"), name)}))
-                source, name = chain[-1], "neck"
-            self.neck = chain[0] if len(chain) == 1 else NeckChain(*chain)
-        self.decode_head = _build(decode_head, HEADS, "decode_head", {
-            "in_channels": (_declared(source, "out_channels"), name),
-            "strides": (_declared(source, "out_strides"), name),
-            "spatial_dims": (self.spatial_dims, "backbone")})
+        self.decode_head = build_component(decode_head, HEADS, "decode_head", {
+            "in_channels": (declared(source, "out_channels"), name),
+            "strides": (declared(source, "out_strides"), name),
+            "spatial_dims": (self.spatial_dims, "backbone")}, "EncoderDecoder")
 
     @property
     def size_divisor(self) -> int:
