@@ -36,3 +36,20 @@ def test_filter_scores_and_topk():
     assert priors.tolist() == [0, 2]
     s, _, _ = filter_scores_and_topk(scores, score_thr=0.95, topk=5)
     assert s.numel() == 0
+
+
+def test_proposal_nms_suppresses_within_a_level_only_and_filters_small_boxes():
+    from toolbox.structures.nms import proposal_nms
+
+    level0 = torch.tensor([[0., 0., 10., 10.], [1., 0., 11., 10.], [50., 50., 51., 60.]])
+    level1 = torch.tensor([[0., 0., 10., 10.], [20., 20., 40., 40.]])
+    scores0 = torch.tensor([0.9, 0.8, 0.95])   # box 1 overlaps box 0 (IoU 9/11)
+    scores1 = torch.tensor([0.7, 0.6])         # same box as level 0's first: other level
+    boxes, scores = proposal_nms([level0, level1], [scores0, scores1], min_bbox_size=2,
+                                 iou_thr=0.7, max_per_img=0)
+    # the 1-pixel-wide box is dropped, level 0's second box is suppressed by its
+    # first, level 1's copy of that box survives (NMS runs per level)
+    assert scores.tolist() == pytest.approx([0.9, 0.7, 0.6])
+    assert torch.equal(boxes[1], level1[0])
+    top, top_scores = proposal_nms([level0, level1], [scores0, scores1], 2, 0.7, max_per_img=2)
+    assert top_scores.tolist() == pytest.approx([0.9, 0.7]) and top.shape == (2, 4)

@@ -29,13 +29,13 @@ import torch
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
                                          ground_truth)
 from toolbox.models.heads._guided_anchor import AnchorGuidance, check_levels, shape_thresholds
 from toolbox.models.layers.feature_adaption import FeatureAdaption
 from toolbox.structures import DeltaXYWHBBoxCoder, MaxIoUAssigner
+from toolbox.structures.nms import proposal_nms
 from toolbox.structures.random_sampler import RandomSampler
 
 __all__ = ["GARPNHead"]
@@ -55,6 +55,7 @@ def _merge_cfg(base: dict, override: dict | None, what: str) -> dict:
         raise ValueError(f"GARPNHead: unknown {what} key(s) {sorted(unknown)}; "
                          f"accepted: {sorted(base)}")
     return {**base, **(override or {})}
+
 
 
 class GARPNHead(BaseModule):
@@ -247,7 +248,7 @@ class GARPNHead(BaseModule):
         results, kept = [], []
         for i, meta in enumerate(batch_img_metas):
             img_shape = meta.get("img_shape")
-            boxes, scores, levels, count = [], [], [], 0
+            boxes, scores, count = [], [], 0
             for level, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
                 keep = keeps[level][i]
                 count += int(keep.sum())
@@ -259,22 +260,10 @@ class GARPNHead(BaseModule):
                     delta, prior = delta[top], prior[top]
                 boxes.append(self.bbox_coder.decode(prior, delta, max_shape=img_shape))
                 scores.append(score)
-                levels.append(torch.full_like(score, level, dtype=torch.long))
-            results.append(self._nms(torch.cat(boxes), torch.cat(scores), torch.cat(levels), cfg))
+            kept_boxes, kept_scores = proposal_nms(boxes, scores, cfg["min_bbox_size"],
+                                                   cfg["iou_thr"], cfg["max_per_img"])
+            results.append(InstanceData(bboxes=kept_boxes, scores=kept_scores))
             kept.append(count)
         self.last_num_anchors = kept
         self.last_num_locations = sum(int(c.shape[-2] * c.shape[-1]) for c in cls_scores)
         return results
-
-    @staticmethod
-    def _nms(boxes: Tensor, scores: Tensor, levels: Tensor, cfg: dict) -> InstanceData:
-        """Drop small boxes, NMS within each level, keep the ``max_per_img`` best."""
-        widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        large = (widths > cfg["min_bbox_size"]) & (heights > cfg["min_bbox_size"])
-        boxes, scores, levels = boxes[large], scores[large], levels[large]
-        if boxes.numel():
-            keep = batched_nms(boxes.float(), scores.float(), levels, float(cfg["iou_thr"]))
-            if cfg["max_per_img"] > 0:
-                keep = keep[:int(cfg["max_per_img"])]
-            boxes, scores = boxes[keep], scores[keep]
-        return InstanceData(bboxes=boxes, scores=scores)

@@ -29,11 +29,11 @@ import torch
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
                                          ground_truth)
 from toolbox.structures import AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner
+from toolbox.structures.nms import proposal_nms
 from toolbox.structures.random_sampler import RandomSampler
 
 __all__ = ["RPNHead"]
@@ -54,6 +54,7 @@ def merge_proposal_cfg(owner: str, base: dict, override: dict | None) -> dict:
         raise ValueError(f"{owner}: unknown proposal/test_cfg key(s) {sorted(unknown)}; "
                          f"accepted: {sorted(base)}")
     return {**base, **(override or {})}
+
 
 
 class RPNHead(BaseModule):
@@ -241,7 +242,7 @@ class RPNHead(BaseModule):
         results = []
         for i, meta in enumerate(batch_img_metas):
             img_shape = meta.get("img_shape")
-            boxes, scores, levels = [], [], []
+            boxes, scores = [], []
             for level, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
                 score = cls[i].permute(1, 2, 0).reshape(-1).sigmoid()
                 delta = reg[i].permute(1, 2, 0).reshape(-1, 4)
@@ -252,18 +253,7 @@ class RPNHead(BaseModule):
                     prior = anchors[level]
                 boxes.append(self.bbox_coder.decode(prior, delta, max_shape=img_shape))
                 scores.append(score)
-                levels.append(torch.full_like(score, level, dtype=torch.long))
-            results.append(self._nms(torch.cat(boxes), torch.cat(scores), torch.cat(levels), cfg))
+            kept_boxes, kept_scores = proposal_nms(boxes, scores, cfg["min_bbox_size"],
+                                                   cfg["iou_thr"], cfg["max_per_img"])
+            results.append(InstanceData(bboxes=kept_boxes, scores=kept_scores))
         return results
-
-    @staticmethod
-    def _nms(boxes: Tensor, scores: Tensor, levels: Tensor, cfg: dict) -> InstanceData:
-        widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        large = (widths > cfg["min_bbox_size"]) & (heights > cfg["min_bbox_size"])
-        boxes, scores, levels = boxes[large], scores[large], levels[large]
-        if boxes.numel():
-            keep = batched_nms(boxes.float(), scores.float(), levels, float(cfg["iou_thr"]))
-            if cfg["max_per_img"] > 0:
-                keep = keep[:int(cfg["max_per_img"])]
-            boxes, scores = boxes[keep], scores[keep]
-        return InstanceData(bboxes=boxes, scores=scores)
