@@ -15,15 +15,12 @@ silenced and the summary and per-class tables are logged instead. A value of
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from pycocotools.coco import COCO
@@ -31,22 +28,10 @@ from pycocotools.cocoeval import COCOeval
 
 from toolbox.evaluation._ap import (class_names, format_table, read_ground_truth,
                                     read_predictions)
+from toolbox.evaluation._coco import (AREAS, coco_detections, coco_from_samples, plain_id,
+                                      quiet, reduce_coco_eval)
 
 __all__ = ["CocoMetric"]
-
-AREAS = (("all", ""), ("small", "_s"), ("medium", "_m"), ("large", "_l"))
-
-
-def _quiet():
-    """Swallow pycocotools' progress prints."""
-    return contextlib.redirect_stdout(io.StringIO())
-
-
-def _plain_id(img_id: Any):
-    if isinstance(img_id, torch.Tensor):
-        img_id = img_id.item()
-    return img_id.item() if isinstance(img_id, np.generic) else img_id
-
 
 class CocoMetric(BaseMetric):
     """COCO bbox AP/AR.
@@ -118,7 +103,7 @@ class CocoMetric(BaseMetric):
                 raise KeyError("data sample has no 'img_id' (the COCO image id); got keys "
                                f"{sorted(sample)}")
             self.results.append(dict(
-                img_id=_plain_id(sample["img_id"]),
+                img_id=plain_id(sample["img_id"]),
                 ori_shape=tuple(int(v) for v in sample.get("ori_shape", (0, 0))[:2]),
                 pred=read_predictions(sample),
                 gt=read_ground_truth(sample) if self.ann_file is None else None))
@@ -132,7 +117,7 @@ class CocoMetric(BaseMetric):
         coco_gt = self._load_ann_file() if self.ann_file else None
         classes, cat_ids = self._categories(results, coco_gt)
         if coco_gt is None:
-            coco_gt, eval_ids = self._gt_from_samples(results, classes, cat_ids)
+            coco_gt, eval_ids = coco_from_samples(results, classes, cat_ids)
         else:
             missing = [r["img_id"] for r in results if r["img_id"] not in coco_gt.imgs]
             if missing:
@@ -140,7 +125,7 @@ class CocoMetric(BaseMetric):
                                  f"of ann_file {self.ann_file!r}")
             eval_ids = [r["img_id"] for r in results]
 
-        detections = self._detections(results, cat_ids)
+        detections = coco_detections(results, cat_ids)
         if self.outfile_prefix:
             self._write_results(detections)
         if not detections:
@@ -150,7 +135,7 @@ class CocoMetric(BaseMetric):
 
         to_eval_id = {r["img_id"]: i for r, i in zip(results, eval_ids)}
         dets = [dict(d, image_id=to_eval_id[d["image_id"]]) for d in detections]
-        with _quiet():
+        with quiet():
             coco_dt = coco_gt.loadRes(dets)
             ev = COCOeval(coco_gt, coco_dt, "bbox")
             ev.params.imgIds = list(eval_ids)
@@ -173,7 +158,7 @@ class CocoMetric(BaseMetric):
     # -- ground truth and categories -------------------------------------
     def _load_ann_file(self) -> COCO:
         if self._coco_gt is None:
-            with _quiet():
+            with quiet():
                 self._coco_gt = COCO(self.ann_file)
         return self._coco_gt
 
@@ -205,44 +190,7 @@ class CocoMetric(BaseMetric):
                              "categories being evaluated")
         return classes, cat_ids
 
-    def _gt_from_samples(self, results: list, classes: tuple, cat_ids: list):
-        """A COCO object from ``ori_gt_instances``, and the image ids it uses
-        (the samples' ids when they are all integers, else 1, 2, ...)."""
-        original = [r["img_id"] for r in results]
-        integers = all(isinstance(i, int) and not isinstance(i, bool) for i in original)
-        eval_ids = original if integers else list(range(1, len(results) + 1))
-        images, annotations = [], []
-        for res, img_id in zip(results, eval_ids):
-            height, width = res["ori_shape"]
-            images.append(dict(id=img_id, height=height, width=width))
-            gt = res["gt"]
-            for (x1, y1, x2, y2), label, ignore in zip(gt["bboxes"], gt["labels"], gt["ignore"]):
-                w, h = float(x2 - x1), float(y2 - y1)
-                annotations.append(dict(  # ids start at 1: pycocotools reads 0 as "unmatched"
-                    id=len(annotations) + 1, image_id=img_id,
-                    category_id=cat_ids[label], bbox=[float(x1), float(y1), w, h],
-                    area=w * h, iscrowd=int(ignore)))
-        coco = COCO()
-        coco.dataset = dict(images=images, annotations=annotations,
-                            categories=[dict(id=c, name=n) for c, n in zip(cat_ids, classes)])
-        with _quiet():
-            coco.createIndex()
-        return coco, eval_ids
-
     # -- detections ---------------------------------------------------------
-    @staticmethod
-    def _detections(results: list, cat_ids: list) -> list[dict]:
-        """Predictions in COCO results format (xywh boxes), with the samples' ids."""
-        dets = []
-        for res in results:
-            pred = res["pred"]
-            for (x1, y1, x2, y2), score, label in zip(pred["bboxes"], pred["scores"],
-                                                      pred["labels"]):
-                dets.append(dict(image_id=res["img_id"], category_id=cat_ids[label],
-                                 bbox=[float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                                 score=float(score)))
-        return dets
-
     def _write_results(self, detections: list[dict]) -> None:
         path = Path(f"{self.outfile_prefix}.bbox.json")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,29 +206,18 @@ class CocoMetric(BaseMetric):
         keys += [f"AR@{n}" for n in self.proposal_nums]
         return keys + [f"AR{suffix}@{self.proposal_nums[-1]}" for _, suffix in AREAS[1:]]
 
-    @staticmethod
-    def _reduce(ev: COCOeval, precision: bool, iou=None, area="all", max_dets=None) -> float:
-        """Mean of the valid (> -1) entries, as ``COCOeval.summarize`` computes it."""
-        p = ev.params
-        values = ev.eval["precision" if precision else "recall"]  # [T,R,K,A,M] / [T,K,A,M]
-        if iou is not None:
-            values = values[np.isclose(p.iouThrs, iou)]
-        values = values[..., p.areaRngLbl.index(area), p.maxDets.index(max_dets)]
-        valid = values[values > -1]
-        return float(valid.mean()) if valid.size else -1.0
-
     def _summarize(self, ev: COCOeval) -> dict[str, float]:
         last = self.proposal_nums[-1]
-        out = {"bbox_mAP": self._reduce(ev, True, max_dets=last)}
+        out = {"bbox_mAP": reduce_coco_eval(ev, True, max_dets=last)}
         for t in (0.5, 0.75):
             if np.isclose(ev.params.iouThrs, t).any():
-                out[f"bbox_mAP_{round(t * 100)}"] = self._reduce(ev, True, t, max_dets=last)
+                out[f"bbox_mAP_{round(t * 100)}"] = reduce_coco_eval(ev, True, t, max_dets=last)
         for area, suffix in AREAS[1:]:
-            out[f"bbox_mAP{suffix}"] = self._reduce(ev, True, area=area, max_dets=last)
+            out[f"bbox_mAP{suffix}"] = reduce_coco_eval(ev, True, area=area, max_dets=last)
         for n in self.proposal_nums:
-            out[f"AR@{n}"] = self._reduce(ev, False, max_dets=n)
+            out[f"AR@{n}"] = reduce_coco_eval(ev, False, max_dets=n)
         for area, suffix in AREAS[1:]:
-            out[f"AR{suffix}@{last}"] = self._reduce(ev, False, area=area, max_dets=last)
+            out[f"AR{suffix}@{last}"] = reduce_coco_eval(ev, False, area=area, max_dets=last)
         return out
 
     def _per_class(self, ev: COCOeval, coco_gt: COCO, classes: tuple,

@@ -20,7 +20,8 @@ from mmengine.logging import print_log
 from pycocotools.cocoeval import COCOeval
 
 from toolbox.evaluation._ap import _as_dict, format_table, read_ground_truth, to_numpy
-from toolbox.evaluation.coco_metric import AREAS, CocoMetric, _plain_id, _quiet
+from toolbox.evaluation._coco import (AREAS, coco_detections, coco_from_samples, plain_id,
+                                      quiet, reduce_coco_eval)
 
 __all__ = ["ProposalRecallMetric"]
 
@@ -76,7 +77,7 @@ class ProposalRecallMetric(BaseMetric):
             gt = read_ground_truth(sample)
             gt["labels"] = np.zeros_like(gt["labels"])  # class-agnostic
             self.results.append(dict(
-                img_id=_plain_id(sample["img_id"]),
+                img_id=plain_id(sample["img_id"]),
                 ori_shape=tuple(int(v) for v in sample.get("ori_shape", (0, 0))[:2]),
                 pred=dict(bboxes=to_numpy(pred["bboxes"], np.float64).reshape(-1, 4),
                           scores=scores, labels=np.zeros(len(scores), np.int64)),
@@ -92,17 +93,17 @@ class ProposalRecallMetric(BaseMetric):
         for res in results:  # an image seen twice counts once
             unique.setdefault(res["img_id"], res)
         results = list(unique.values())
-        # one category "object"; CocoMetric's helpers build the COCO ground truth
+        # one category "object"; the shared COCO helpers build the ground truth
         # and the results-format detections from the samples
-        coco_gt, eval_ids = CocoMetric._gt_from_samples(self, results, ("object",), [1])
+        coco_gt, eval_ids = coco_from_samples(results, ("object",), [1])
         to_eval_id = {r["img_id"]: i for r, i in zip(results, eval_ids)}
         dets = [dict(d, image_id=to_eval_id[d["image_id"]])
-                for d in CocoMetric._detections(results, [1])]
+                for d in coco_detections(results, [1])]
         if not dets:
             print_log("ProposalRecallMetric: no proposals in any image; every AR is 0.",
                       logger="current", level=logging.WARNING)
             return {key: 0.0 for key in self._keys()}
-        with _quiet():
+        with quiet():
             coco_dt = coco_gt.loadRes(dets)
             ev = COCOeval(coco_gt, coco_dt, "bbox")
             ev.params.imgIds = list(eval_ids)
@@ -113,11 +114,10 @@ class ProposalRecallMetric(BaseMetric):
             ev.evaluate()
             ev.accumulate()
         last = self.proposal_nums[-1]
-        metrics = {f"AR@{n}": CocoMetric._reduce(ev, False, max_dets=n)
+        metrics = {f"AR@{n}": reduce_coco_eval(ev, False, max_dets=n)
                    for n in self.proposal_nums}
         for area, suffix in AREAS[1:]:
-            metrics[f"AR{suffix}@{last}"] = CocoMetric._reduce(ev, False, area=area,
-                                                               max_dets=last)
+            metrics[f"AR{suffix}@{last}"] = reduce_coco_eval(ev, False, area=area, max_dets=last)
         print_log("\n" + format_table(["metric", "value"], list(metrics.items()),
                                       title="Proposal recall (class-agnostic):"),
                   logger="current")

@@ -1,0 +1,75 @@
+"""COCO plumbing shared by the COCO-style metrics: ground truth and
+detections from the samples in pycocotools' formats, and the summary of a
+``COCOeval`` the way ``COCOeval.summarize`` computes it."""
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+AREAS = (("all", ""), ("small", "_s"), ("medium", "_m"), ("large", "_l"))
+
+
+def quiet():
+    """Swallow pycocotools' progress prints."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def plain_id(img_id: Any):
+    if isinstance(img_id, torch.Tensor):
+        img_id = img_id.item()
+    return img_id.item() if isinstance(img_id, np.generic) else img_id
+
+
+def coco_from_samples(results: list, classes: tuple, cat_ids: list):
+    """A COCO object from ``ori_gt_instances``, and the image ids it uses
+    (the samples' ids when they are all integers, else 1, 2, ...)."""
+    original = [r["img_id"] for r in results]
+    integers = all(isinstance(i, int) and not isinstance(i, bool) for i in original)
+    eval_ids = original if integers else list(range(1, len(results) + 1))
+    images, annotations = [], []
+    for res, img_id in zip(results, eval_ids):
+        height, width = res["ori_shape"]
+        images.append(dict(id=img_id, height=height, width=width))
+        gt = res["gt"]
+        for (x1, y1, x2, y2), label, ignore in zip(gt["bboxes"], gt["labels"], gt["ignore"]):
+            w, h = float(x2 - x1), float(y2 - y1)
+            annotations.append(dict(  # ids start at 1: pycocotools reads 0 as "unmatched"
+                id=len(annotations) + 1, image_id=img_id,
+                category_id=cat_ids[label], bbox=[float(x1), float(y1), w, h],
+                area=w * h, iscrowd=int(ignore)))
+    coco = COCO()
+    coco.dataset = dict(images=images, annotations=annotations,
+                        categories=[dict(id=c, name=n) for c, n in zip(cat_ids, classes)])
+    with quiet():
+        coco.createIndex()
+    return coco, eval_ids
+
+
+def coco_detections(results: list, cat_ids: list) -> list[dict]:
+    """Predictions in COCO results format (xywh boxes), with the samples' ids."""
+    dets = []
+    for res in results:
+        pred = res["pred"]
+        for (x1, y1, x2, y2), score, label in zip(pred["bboxes"], pred["scores"],
+                                                  pred["labels"]):
+            dets.append(dict(image_id=res["img_id"], category_id=cat_ids[label],
+                             bbox=[float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                             score=float(score)))
+    return dets
+
+
+def reduce_coco_eval(ev: COCOeval, precision: bool, iou=None, area="all", max_dets=None) -> float:
+    """Mean of the valid (> -1) entries, as ``COCOeval.summarize`` computes it."""
+    p = ev.params
+    values = ev.eval["precision" if precision else "recall"]  # [T,R,K,A,M] / [T,K,A,M]
+    if iou is not None:
+        values = values[np.isclose(p.iouThrs, iou)]
+    values = values[..., p.areaRngLbl.index(area), p.maxDets.index(max_dets)]
+    valid = values[values > -1]
+    return float(valid.mean()) if valid.size else -1.0
