@@ -93,3 +93,12 @@ def ground_truth(sample, device, num_classes: int, owner: str
         ignored_boxes = torch.as_tensor(ignored.bboxes, dtype=torch.float32,
                                         device=device).reshape(-1, 4)
     return boxes, labels, ignored_boxes
+
+
+def regression_pair(bbox_coder, decoded: bool, priors: Tensor, deltas: Tensor,
+                    matched: Tensor) -> tuple[Tensor, Tensor]:
+    """(prediction, target) for a box loss: decoded boxes vs the gt boxes when
+    the loss ``expects_boxes`` (``decoded``), else deltas vs encoded gt boxes."""
+    if decoded:
+        return bbox_coder.decode(priors, deltas), matched
+    return deltas, bbox_coder.encode(priors, matched)

@@ -154,6 +154,26 @@ class AnchorGuidance(nn.Module):
         num = self.approx_generator.num_base_anchors
         return torch.cat([f[::num] for f in flags])
 
+    def assign(self, assigner, anchors: Tensor, keep: Tensor, featmap_sizes, img_shape,
+               gt_boxes: Tensor, gt_labels: Tensor | None, ignored: Tensor | None
+               ) -> tuple[Tensor, int]:
+        """Assign one image's guided ``anchors`` [N, 4] (cells outside
+        ``img_shape`` stay unassigned). Returns ``gt_inds`` [N] (-1 not
+        counted, 0 negative, k > 0 the k-th gt box) and the number of anchors
+        inside the image that survive the location filter ``keep`` [N]."""
+        valid = self.valid_cells(featmap_sizes, img_shape, anchors.device)
+        result = assigner.assign(anchors[valid], gt_boxes, gt_labels, ignored)
+        gt_inds = torch.full(valid.shape, -1, dtype=torch.long, device=anchors.device)
+        gt_inds[valid] = result.gt_inds
+        return gt_inds, int((keep & valid).sum())
+
+    def sparsity(self, head, kept: list[int], featmap_sizes, device) -> Tensor:
+        """Record on ``head`` how many anchors each image kept (``last_num_anchors``)
+        out of how many cells (``last_num_locations``); the mean, for the log."""
+        head.last_num_anchors = kept
+        head.last_num_locations = sum(h * w for h, w in featmap_sizes)
+        return torch.tensor(sum(kept) / max(len(kept), 1), device=device)
+
     # --------------------------------------------------------------- loss
     def loss(self, loc_preds: Sequence[Tensor], shape_preds: Sequence[Tensor],
              data_samples) -> dict[str, Tensor]:

@@ -32,7 +32,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         ground_truth)
+                                         ground_truth, regression_pair)
 from toolbox.models.heads._guided_anchor import AnchorGuidance, check_levels, shape_thresholds
 from toolbox.models.layers.feature_adaption import FeatureAdaption
 from toolbox.structures import (DeltaXYWHBBoxCoder, MaxIoUAssigner, batched_nms_postprocess,
@@ -196,26 +196,21 @@ class GARetinaHead(BaseModule):
         keep = torch.cat(self.guidance.keep_masks(loc_preds), dim=1)
         logits, labels, deltas, targets, kept = [], [], [], [], []
         for i, sample in enumerate(data_samples):
-            valid = self.guidance.valid_cells(featmap_sizes, sample.metainfo.get("img_shape"),
-                                              device)
-            kept.append(int((keep[i] & valid).sum()))
             gt_boxes, gt_labels, ignored = ground_truth(sample, device, self.num_classes,
                                                         "GARetinaHead")
-            result = self.assigner.assign(anchors[i, valid], gt_boxes, gt_labels, ignored)
-            gt_inds = torch.full(valid.shape, -1, dtype=torch.long, device=device)
-            gt_inds[valid] = result.gt_inds
+            gt_inds, num_kept = self.guidance.assign(
+                self.assigner, anchors[i], keep[i], featmap_sizes,
+                sample.metainfo.get("img_shape"), gt_boxes, gt_labels, ignored)
+            kept.append(num_kept)
             counted, pos = gt_inds >= 0, gt_inds > 0
             label = torch.full_like(gt_inds, self.num_classes)
             label[pos] = gt_labels[gt_inds[pos] - 1]
             logits.append(flat_cls[i, counted])
             labels.append(label[counted])
-            matched = gt_boxes[gt_inds[pos] - 1]
-            if self.reg_decoded_bbox:
-                deltas.append(self.bbox_coder.decode(anchors[i, pos], flat_reg[i, pos]))
-                targets.append(matched)
-            else:
-                deltas.append(flat_reg[i, pos])
-                targets.append(self.bbox_coder.encode(anchors[i, pos], matched))
+            pred, target = regression_pair(self.bbox_coder, self.reg_decoded_bbox, anchors[i, pos],
+                                           flat_reg[i, pos], gt_boxes[gt_inds[pos] - 1])
+            deltas.append(pred)
+            targets.append(target)
         labels = torch.cat(labels)
         num_pos = max(float((labels < self.num_classes).sum()), 1.0)
         losses["loss_cls"] = self.loss_cls(torch.cat(logits), labels, avg_factor=num_pos)
@@ -224,9 +219,7 @@ class GARetinaHead(BaseModule):
             losses["loss_bbox"] = self.loss_bbox(deltas, targets, avg_factor=num_pos)
         else:  # keep the regression branch in the graph (DDP needs every parameter)
             losses["loss_bbox"] = flat_reg.sum() * 0.0
-        self.last_num_anchors = kept
-        self.last_num_locations = sum(h * w for h, w in featmap_sizes)
-        losses["num_anchors_kept"] = torch.tensor(sum(kept) / len(kept), device=device)
+        losses["num_anchors_kept"] = self.guidance.sparsity(self, kept, featmap_sizes, device)
         return losses
 
     # ------------------------------------------------------------------ predict
