@@ -7,6 +7,7 @@ from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import box_iou
 
+from toolbox.models.heads._common import flatten_levels
 from toolbox.models.backbones.base import Backbone
 from toolbox.models.layers.transfer_connection import TransferConnectionBlock
 from toolbox.registry import HEADS, MODELS
@@ -149,7 +150,7 @@ def test_two_step_decoding_of_a_hand_box():
     head = one_level_head(odm_assigner=dict(pos_iou_thr=0.3, neg_iou_thr=0.3))
     targets = head.get_targets(head.prior_generator.grid_anchors([(8, 8)])[0], [(8, 8)],
                                [sample(expected.tolist(), [GT_LABEL])],
-                               head._flatten([arm_cls], 2), head._flatten([arm_reg], 4))
+                               flatten_levels([arm_cls], 2), flatten_levels([arm_reg], 4))
     labels, _, bbox_targets, pos = targets["odm"]
     assert pos[0, index] and labels[0, index] == GT_LABEL
     torch.testing.assert_close(bbox_targets[0, index], torch.tensor(odm_deltas))
@@ -171,12 +172,12 @@ def test_negative_anchor_filtering_in_training():
     head = one_level_head()
     arm_cls, arm_reg, filtered = filtering_case()
     anchors = head.prior_generator.grid_anchors([(8, 8)])[0]
-    mask = head.filtered_anchors(head._flatten([arm_cls], 2))
+    mask = head.filtered_anchors(flatten_levels([arm_cls], 2))
     assert mask[0].nonzero().flatten().tolist() == filtered
     # the ground truth is exactly the ratio-1 anchor of the filtered cell
     samples = [sample([[12.0, 12.0, 44.0, 44.0]], [GT_LABEL])]
-    targets = head.get_targets(anchors, [(8, 8)], samples, head._flatten([arm_cls], 2),
-                               head._flatten([arm_reg], 4))
+    targets = head.get_targets(anchors, [(8, 8)], samples, flatten_levels([arm_cls], 2),
+                               flatten_levels([arm_reg], 4))
     _, arm_counted, _, arm_pos = targets["arm"]
     assert arm_pos[0, filtered[1]]  # the ARM still learns it ...
     _, odm_counted, _, odm_pos = targets["odm"]

@@ -4,6 +4,7 @@ from mmengine.structures import InstanceData
 from torch import nn
 from torchvision.ops import box_iou
 
+from toolbox.models.heads._common import flatten_levels
 from toolbox.errors import ConfigArgumentError
 from toolbox.models.backbones.base import Backbone
 from toolbox.registry import HEADS, LOSSES
@@ -108,8 +109,8 @@ def test_forward_matches_torchvision_retinanet_head():
     with torch.no_grad():
         cls, reg = head(x)
         want = reference(x)
-    torch.testing.assert_close(head._flatten(cls, 3), want["cls_logits"])
-    torch.testing.assert_close(head._flatten(reg, 4), want["bbox_regression"])
+    torch.testing.assert_close(flatten_levels(cls, 3), want["cls_logits"])
+    torch.testing.assert_close(flatten_levels(reg, 4), want["bbox_regression"])
 
 
 def test_full_size_parameter_count_matches_torchvision():

@@ -102,3 +102,20 @@ def regression_pair(bbox_coder, decoded: bool, priors: Tensor, deltas: Tensor,
     if decoded:
         return bbox_coder.decode(priors, deltas), matched
     return deltas, bbox_coder.encode(priors, matched)
+
+
+def merge_cfg(owner: str, base: dict, override: dict | None, what: str) -> dict:
+    """``base`` updated with ``override``; keys ``base`` lacks are refused,
+    naming the head (``owner``) and the config (``what``)."""
+    unknown = set(override or {}) - set(base)
+    if unknown:
+        raise ValueError(f"{owner}: unknown {what} key(s) {sorted(unknown)}; "
+                         f"accepted: {sorted(base)}")
+    return {**base, **(override or {})}
+
+
+def flatten_levels(maps: Sequence[Tensor], channels: int) -> Tensor:
+    """[B, A * K, H, W] per level -> [B, sum(H * W * A), K], in anchor order
+    (level, row, column, anchor)."""
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps],
+                     dim=1)

@@ -31,7 +31,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         ground_truth, regression_pair)
+                                         ground_truth, merge_cfg, regression_pair)
 from toolbox.models.heads._guided_anchor import AnchorGuidance, check_levels, shape_thresholds
 from toolbox.models.layers.feature_adaption import FeatureAdaption
 from toolbox.structures import DeltaXYWHBBoxCoder, MaxIoUAssigner
@@ -47,15 +47,6 @@ DEFAULT_SAMPLER = dict(num=256, pos_fraction=0.5)
 DEFAULT_LOSS_CLS = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
 DEFAULT_LOSS_BBOX = dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=1.0)
 DEFAULT_TEST_CFG = dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_size=0)
-
-
-def _merge_cfg(base: dict, override: dict | None, what: str) -> dict:
-    unknown = set(override or {}) - set(base)
-    if unknown:
-        raise ValueError(f"GARPNHead: unknown {what} key(s) {sorted(unknown)}; "
-                         f"accepted: {sorted(base)}")
-    return {**base, **(override or {})}
-
 
 
 class GARPNHead(BaseModule):
@@ -117,7 +108,7 @@ class GARPNHead(BaseModule):
                              "logit per anchor), e.g. dict(type='CrossEntropyLoss', "
                              "use_sigmoid=True)")
         self.reg_decoded_bbox = bool(getattr(self.loss_bbox, "expects_boxes", False))
-        self.test_cfg = _merge_cfg(DEFAULT_TEST_CFG, test_cfg, "test_cfg")
+        self.test_cfg = merge_cfg("GARPNHead", DEFAULT_TEST_CFG, test_cfg, "test_cfg")
 
         self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
         self.adaption = FeatureAdaption(feat_channels, feat_channels)
@@ -219,7 +210,7 @@ class GARPNHead(BaseModule):
         forward pass; ``proposal_cfg`` overrides keys of ``test_cfg``."""
         outputs = self(feats)
         losses = self.loss_by_feat(*outputs, data_samples)
-        cfg = _merge_cfg(self.test_cfg, proposal_cfg, "proposal_cfg")
+        cfg = merge_cfg("GARPNHead", self.test_cfg, proposal_cfg, "proposal_cfg")
         metas = self._metas(data_samples, outputs[0][0].shape[0])
         with torch.no_grad():
             proposals = self.predict_by_feat(*[[t.detach() for t in o] for o in outputs],

@@ -41,7 +41,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         ground_truth)
+                                         flatten_levels, ground_truth)
 from toolbox.models.layers.transfer_connection import TransferConnectionBlock
 from toolbox.structures import (AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner,
                                 batched_nms_postprocess, filter_scores_and_topk)
@@ -194,12 +194,6 @@ class RefineDetHead(BaseModule):
         odm_reg = [conv(f) for conv, f in zip(self.odm_reg, odm_feats)]
         return arm_cls, arm_reg, odm_cls, odm_reg
 
-    @staticmethod
-    def _flatten(maps: Sequence[Tensor], channels: int) -> Tensor:
-        """[B, A * K, H, W] per level -> [B, sum(H * W * A), K], anchor order."""
-        return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels)
-                          for m in maps], dim=1)
-
     def refine_anchors(self, anchors: Tensor, arm_deltas: Tensor) -> Tensor:
         """The ODM's priors: ARM offsets [B, N, 4] decoded onto ``anchors``
         [N, 4], detached and not clipped."""
@@ -221,16 +215,16 @@ class RefineDetHead(BaseModule):
                              f"of {batch} images")
         featmap_sizes = [tuple(m.shape[-2:]) for m in odm_cls]
         anchors = torch.cat(self.prior_generator.grid_anchors(featmap_sizes, odm_cls[0].device))
-        arm_logits = self._flatten(arm_cls, 2) if self.use_arm else None
-        arm_deltas = self._flatten(arm_reg, 4) if self.use_arm else None
+        arm_logits = flatten_levels(arm_cls, 2) if self.use_arm else None
+        arm_deltas = flatten_levels(arm_reg, 4) if self.use_arm else None
         targets = self.get_targets(anchors, featmap_sizes, data_samples, arm_logits, arm_deltas)
         losses = {}
         if self.use_arm:
             arm_priors = anchors.expand(batch, -1, -1)
             losses.update(self._module_loss("arm", arm_logits, arm_deltas, arm_priors,
                                             targets["arm"]))
-        losses.update(self._module_loss("odm", self._flatten(odm_cls, self.cls_out_channels),
-                                        self._flatten(odm_reg, 4), targets["odm_priors"],
+        losses.update(self._module_loss("odm", flatten_levels(odm_cls, self.cls_out_channels),
+                                        flatten_levels(odm_reg, 4), targets["odm_priors"],
                                         targets["odm"]))
         return losses
 
@@ -324,11 +318,11 @@ class RefineDetHead(BaseModule):
                         ) -> list[InstanceData]:
         featmap_sizes = [tuple(m.shape[-2:]) for m in odm_cls]
         anchors = torch.cat(self.prior_generator.grid_anchors(featmap_sizes, odm_cls[0].device))
-        scores_all = self._flatten(odm_cls, self.cls_out_channels).softmax(-1)[..., :-1]
-        deltas_all = self._flatten(odm_reg, 4)
+        scores_all = flatten_levels(odm_cls, self.cls_out_channels).softmax(-1)[..., :-1]
+        deltas_all = flatten_levels(odm_reg, 4)
         if self.use_arm:
-            arm_logits = self._flatten(arm_cls, 2)
-            priors_all = self.refine_anchors(anchors, self._flatten(arm_reg, 4))
+            arm_logits = flatten_levels(arm_cls, 2)
+            priors_all = self.refine_anchors(anchors, flatten_levels(arm_reg, 4))
             scores_all = scores_all.masked_fill(self.filtered_anchors(arm_logits)[..., None], 0.0)
         else:
             priors_all = anchors.expand(scores_all.shape[0], -1, -1)

@@ -28,7 +28,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         ground_truth)
+                                         flatten_levels, ground_truth)
 from toolbox.structures import (AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner,
                                 batched_nms_postprocess, filter_scores_and_topk)
 
@@ -154,12 +154,6 @@ class RetinaHead(BaseModule):
             bbox_preds.append(self.retina_reg(self.reg_convs(feat)))
         return cls_scores, bbox_preds
 
-    @staticmethod
-    def _flatten(maps: Sequence[Tensor], channels: int) -> Tensor:
-        """[B, A * K, H, W] per level -> [B, sum(H * W * A), K], anchor order."""
-        return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels)
-                          for m in maps], dim=1)
-
     # --------------------------------------------------------------------- loss
     def loss(self, feats: Sequence[Tensor], data_samples) -> dict[str, Tensor]:
         cls_scores, bbox_preds = self(feats)
@@ -174,8 +168,8 @@ class RetinaHead(BaseModule):
         device = cls_scores[0].device
         anchors = torch.cat(self.prior_generator.grid_anchors(featmap_sizes, device))
         labels, counted, targets, pos = self.get_targets(anchors, featmap_sizes, data_samples)
-        flat_cls = self._flatten(cls_scores, self.cls_out_channels)
-        flat_reg = self._flatten(bbox_preds, 4)
+        flat_cls = flatten_levels(cls_scores, self.cls_out_channels)
+        flat_reg = flatten_levels(bbox_preds, 4)
         num_pos = max(float(pos.sum()), 1.0)
 
         loss_cls = self.loss_cls(flat_cls[counted], labels[counted], avg_factor=num_pos)

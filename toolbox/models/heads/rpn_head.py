@@ -31,7 +31,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         ground_truth)
+                                         flatten_levels, ground_truth, merge_cfg)
 from toolbox.structures import AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner
 from toolbox.structures.nms import proposal_nms
 from toolbox.structures.random_sampler import RandomSampler
@@ -45,16 +45,6 @@ DEFAULT_SAMPLER = dict(num=256, pos_fraction=0.5, neg_pos_ub=-1)
 DEFAULT_LOSS_CLS = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
 DEFAULT_LOSS_BBOX = dict(type="L1Loss", loss_weight=1.0)
 DEFAULT_TEST_CFG = dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_size=0)
-
-
-def merge_proposal_cfg(owner: str, base: dict, override: dict | None) -> dict:
-    """``base`` updated with ``override``, refusing keys ``base`` lacks."""
-    unknown = set(override or {}) - set(base)
-    if unknown:
-        raise ValueError(f"{owner}: unknown proposal/test_cfg key(s) {sorted(unknown)}; "
-                         f"accepted: {sorted(base)}")
-    return {**base, **(override or {})}
-
 
 
 class RPNHead(BaseModule):
@@ -112,7 +102,7 @@ class RPNHead(BaseModule):
         if not getattr(self.loss_cls, "use_sigmoid", False):
             raise ValueError("RPNHead: 'loss_cls' must be a sigmoid loss (one objectness logit "
                              "per anchor), e.g. dict(type='CrossEntropyLoss', use_sigmoid=True)")
-        self.test_cfg = merge_proposal_cfg("RPNHead", DEFAULT_TEST_CFG, test_cfg)
+        self.test_cfg = merge_cfg("RPNHead", DEFAULT_TEST_CFG, test_cfg, "test_cfg")
 
         self.num_base_priors = self.prior_generator.num_base_anchors
         self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
@@ -143,12 +133,6 @@ class RPNHead(BaseModule):
             bbox_preds.append(self.rpn_reg(x))
         return cls_scores, bbox_preds
 
-    @staticmethod
-    def _flatten(maps: Sequence[Tensor], channels: int) -> Tensor:
-        """[B, A * K, H, W] per level -> [B, sum(H * W * A), K] in anchor order."""
-        return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels)
-                          for m in maps], dim=1)
-
     # --------------------------------------------------------------------- loss
     def loss(self, feats: Sequence[Tensor], data_samples) -> dict[str, Tensor]:
         cls_scores, bbox_preds = self(feats)
@@ -161,8 +145,8 @@ class RPNHead(BaseModule):
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         device = cls_scores[0].device
         anchors = torch.cat(self.prior_generator.grid_anchors(featmap_sizes, device))
-        flat_cls = self._flatten(cls_scores, 1)[..., 0]
-        flat_reg = self._flatten(bbox_preds, 4)
+        flat_cls = flatten_levels(cls_scores, 1)[..., 0]
+        flat_reg = flatten_levels(bbox_preds, 4)
         logits, labels, deltas, targets = [], [], [], []
         for i, sample in enumerate(data_samples):
             pos, neg, matched = self._sample_anchors(anchors, featmap_sizes, sample)
@@ -222,7 +206,7 @@ class RPNHead(BaseModule):
         forward pass; ``proposal_cfg`` overrides keys of ``test_cfg``."""
         cls_scores, bbox_preds = self(feats)
         losses = self.loss_by_feat(cls_scores, bbox_preds, data_samples)
-        cfg = merge_proposal_cfg("RPNHead", self.test_cfg, proposal_cfg)
+        cfg = merge_cfg("RPNHead", self.test_cfg, proposal_cfg, "proposal_cfg")
         metas = self._metas(data_samples, cls_scores[0].shape[0])
         with torch.no_grad():
             proposals = self.predict_by_feat([c.detach() for c in cls_scores],
