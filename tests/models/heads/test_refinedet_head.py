@@ -7,8 +7,8 @@ from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import box_iou
 
-from toolbox.models.heads._common import flatten_levels
 from toolbox.models.backbones.base import Backbone
+from toolbox.models.heads._common import flatten_levels
 from toolbox.models.layers.transfer_connection import TransferConnectionBlock
 from toolbox.registry import HEADS, MODELS
 from toolbox.structures import DetDataSample

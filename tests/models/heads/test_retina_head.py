@@ -4,9 +4,9 @@ from mmengine.structures import InstanceData
 from torch import nn
 from torchvision.ops import box_iou
 
-from toolbox.models.heads._common import flatten_levels
 from toolbox.errors import ConfigArgumentError
 from toolbox.models.backbones.base import Backbone
+from toolbox.models.heads._common import flatten_levels
 from toolbox.registry import HEADS, LOSSES
 from toolbox.structures import DetDataSample
 
