@@ -12,7 +12,7 @@ iterations each: 24 volumes, batch 2, 32^3 patches) and evaluates the
 validation volumes by sliding window; reports the metrics.
 
     python benchmarks/unetr.py speed [--img-size 96] [--repeats 3] [--threads 1]
-    python benchmarks/unetr.py dice [--epochs 20]
+    python benchmarks/unetr.py dice [--epochs N]  (default: the config's 48)
 
 MONAI (with einops, which its attention needs) comes with the test extra.
 """
@@ -72,9 +72,10 @@ def speed(img_size: int, repeats: int, threads: int) -> dict:
                 params_monai=sum(p.numel() for p in ref.parameters()))
 
 
-def dice(epochs: int, work_dir: str) -> dict:
+def dice(epochs: int | None, work_dir: str) -> dict:
     from toolbox.engine.runner import build_runner
     cfg = Config.fromfile(str(ROOT / "configs/unetr/unetr_3d_synth.py"))
+    epochs = epochs or cfg.train_cfg.max_epochs
     cfg.work_dir = work_dir
     cfg.train_cfg.max_epochs = epochs
     cfg.train_cfg.val_interval = epochs + 1  # evaluate once, below
@@ -104,7 +105,8 @@ def main():
     sp.add_argument("--repeats", type=int, default=3)
     sp.add_argument("--threads", type=int, default=1)
     dp = sub.add_parser("dice")
-    dp.add_argument("--epochs", type=int, default=20)
+    dp.add_argument("--epochs", type=int, default=None,
+                    help="training epochs of 12 iterations (default: the config's)")
     dp.add_argument("--work-dir", default="work_dirs/unetr_benchmark")
     args = parser.parse_args()
     if args.what == "speed":

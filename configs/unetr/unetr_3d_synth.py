@@ -6,7 +6,9 @@ _base_ = [
     "../_base_/datasets/synthetic_volume3d.py",
     "../_base_/runtime/default_runtime.py",
 ]
-max_epochs = 20
+# 48 epochs x 12 iterations (24 volumes, batch 2) = 576 iterations, ~15-18 min
+# on 2 shared CPU cores (see benchmarks/results_unetr_cpu.md).
+max_epochs = 48
 train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")

@@ -1,8 +1,10 @@
 # The embedded synthetic 3D segmentation data (generated on first use, offline):
 # CT-like noisy volumes (HU) with liver, spleen, kidneys and liver tumours
 # (5 classes with background, strongly imbalanced). Training samples one
-# roi_size patch per volume (half centred on an organ voxel); validation
-# gives whole volumes (the model predicts them by sliding window).
+# roi_size patch per volume, centred on a voxel of a class drawn with equal
+# ratios among the classes present (MONAI's RandCropByLabelClasses), so the
+# small organs appear in the patches as often as the liver; validation gives
+# whole volumes (the model predicts them by sliding window).
 dataset_type = "SyntheticVolumeDataset"
 volume_size = 64
 roi_size = (32, 32, 32)
@@ -11,7 +13,7 @@ intensity = dict(type="ScaleIntensity", a_min=-175, a_max=250, b_min=0.0, b_max=
 train_pipeline = [
     dict(type="LoadVolume"),
     intensity,
-    dict(type="RandomCropVolume", roi_size=roi_size, pos=1.0, neg=1.0),
+    dict(type="RandomCropVolume", roi_size=roi_size, class_ratios=(1,) * num_classes),
     dict(type="RandomFlipVolume", prob=0.1, axes=(0, 1, 2)),
     dict(type="PackSegInputs"),
 ]
