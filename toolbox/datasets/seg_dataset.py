@@ -5,11 +5,11 @@ import os
 from typing import Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
+from toolbox.datasets._seg_base import LabelMapDataset
 
 from toolbox.datasets.base import join_path, require_dir, require_file
 from toolbox.datasets.transforms.base import Compose
-from toolbox.datasets.transforms.load_seg_annotation import check_labels, read_label_map
+from toolbox.datasets.transforms.load_seg_annotation import read_label_map
 from toolbox.errors import DataError
 from toolbox.structures.seg_data_sample import IGNORE_INDEX
 
@@ -40,7 +40,7 @@ def read_split_file(path: str) -> list[str]:
     return names
 
 
-class SegDataset(Dataset):
+class SegDataset(LabelMapDataset):
     """Images in ``img_dir`` with same-named PNG label maps in ``seg_map_dir``.
 
     A sample ``name`` is ``<img_dir>/<name><img_suffix>`` with
@@ -102,47 +102,13 @@ class SegDataset(Dataset):
             records.append(dict(img_id=name, img_path=img, seg_map_path=seg))
         return records
 
-    @property
-    def metainfo(self) -> dict:
-        return dict(self._metainfo)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self._metainfo["classes"])
-
-    def __len__(self) -> int:
-        return len(self.data_list)
-
-    def get_data_info(self, idx: int) -> dict:
-        return self.data_list[idx]
-
     def prepare_results(self, idx: int) -> dict:
         """The un-transformed result dict of one sample (before ``LoadImage``)."""
         return dict(self.data_list[idx], reduce_zero_label=self.reduce_zero_label,
                     ignore_index=self.ignore_index, num_classes=self.num_classes)
 
-    def __getitem__(self, idx: int) -> dict:
-        return self.pipeline(self.prepare_results(idx))
-
-    def class_frequencies(self) -> dict:
-        """Per-class pixel counts (``instance_counts``), images containing each
-        class (``image_counts``) and ``num_images``, from every label map
-        (read once, then cached), for the long-tail losses."""
-        if self._frequencies is None:
-            k = self.num_classes
-            pixels = np.zeros(k, np.int64)
-            images = np.zeros(k, np.int64)
-            for r in self.data_list:
-                seg = read_label_map(r["seg_map_path"], self.reduce_zero_label,
-                                     self.ignore_index)
-                check_labels(seg, k, self.ignore_index, r["seg_map_path"])
-                counts = np.bincount(seg[seg != self.ignore_index].ravel(), minlength=k)[:k]
-                pixels += counts
-                images += counts > 0
-            self._frequencies = dict(instance_counts=pixels.tolist(),
-                                     image_counts=images.tolist(),
-                                     num_images=len(self.data_list))
-        return dict(self._frequencies)
+    def read_labels(self, record: dict) -> np.ndarray:
+        return read_label_map(record["seg_map_path"], self.reduce_zero_label, self.ignore_index)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(img_dir={self.img_dir!r}, samples={len(self)}, "

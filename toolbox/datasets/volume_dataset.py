@@ -5,12 +5,11 @@ import os
 from typing import Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
+from toolbox.datasets._seg_base import LabelMapDataset
 
 from toolbox.datasets.base import join_path, require_dir
 from toolbox.datasets.seg_dataset import read_split_file, resolve_classes
 from toolbox.datasets.transforms.base import Compose
-from toolbox.datasets.transforms.load_seg_annotation import check_labels
 from toolbox.datasets.transforms.load_volume import VOLUME_SUFFIXES, read_volume, volume_suffix
 from toolbox.errors import DataError
 from toolbox.structures.seg_data_sample import IGNORE_INDEX
@@ -18,7 +17,7 @@ from toolbox.structures.seg_data_sample import IGNORE_INDEX
 __all__ = ["VolumeDataset"]
 
 
-class VolumeDataset(Dataset):
+class VolumeDataset(LabelMapDataset):
     """Volumes in ``img_dir`` with same-named label volumes in ``label_dir``.
 
     Files are NIfTI (``.nii`` / ``.nii.gz``, read with nibabel, an optional
@@ -92,48 +91,16 @@ class VolumeDataset(Dataset):
             records.append(record)
         return records
 
-    @property
-    def metainfo(self) -> dict:
-        return dict(self._metainfo)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self._metainfo["classes"])
-
-    def __len__(self) -> int:
-        return len(self.data_list)
-
-    def get_data_info(self, idx: int) -> dict:
-        return self.data_list[idx]
-
     def prepare_results(self, idx: int) -> dict:
         """The un-transformed result dict of one sample (before ``LoadVolume``)."""
         return dict(self.data_list[idx], ignore_index=self.ignore_index,
                     num_classes=self.num_classes)
 
-    def __getitem__(self, idx: int) -> dict:
-        return self.pipeline(self.prepare_results(idx))
-
-    def class_frequencies(self) -> dict:
-        """Per-class voxel counts (``instance_counts``), volumes containing each
-        class (``image_counts``) and ``num_images`` (read once, cached)."""
-        if self._frequencies is None:
-            k = self.num_classes
-            voxels = np.zeros(k, np.int64)
-            volumes = np.zeros(k, np.int64)
-            for r in self.data_list:
-                if "seg_map_path" not in r:
-                    raise DataError(f"{type(self).__name__}: class frequencies need labels "
-                                    "(label_dir is None)")
-                seg = read_volume(r["seg_map_path"], "label")[0].astype(np.int64)
-                check_labels(seg, k, self.ignore_index, r["seg_map_path"])
-                counts = np.bincount(seg[seg != self.ignore_index].ravel(), minlength=k)[:k]
-                voxels += counts
-                volumes += counts > 0
-            self._frequencies = dict(instance_counts=voxels.tolist(),
-                                     image_counts=volumes.tolist(),
-                                     num_images=len(self.data_list))
-        return dict(self._frequencies)
+    def read_labels(self, record: dict) -> np.ndarray:
+        if "seg_map_path" not in record:
+            raise DataError(f"{type(self).__name__}: class frequencies need labels "
+                            "(label_dir is None)")
+        return read_volume(record["seg_map_path"], "label")[0].astype(np.int64)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(img_dir={self.img_dir!r}, volumes={len(self)}, "
