@@ -173,3 +173,18 @@ class BaseDetector(BaseModel):
         if self.neck is not None:
             feats = self.neck(feats)
         return tuple(feats)
+
+    # ----------------------------------------------------------------- modes
+    def forward(self, inputs, data_samples=None, mode: str = "tensor"):
+        """``'loss'``: the loss dict; ``'predict'``: the samples with
+        ``pred_instances``; ``'tensor'``: the heads' raw outputs."""
+        if mode == "loss":
+            return self.loss(inputs, data_samples)
+        if mode == "predict":
+            return self.predict(inputs, data_samples)
+        if mode == "tensor":
+            return self.forward_tensor(inputs, data_samples)
+        raise ValueError(f"{type(self).__name__}: 'mode' must be one of {MODES}, got {mode!r}")
+
+    def forward_tensor(self, inputs, data_samples=None):
+        raise NotImplementedError

@@ -54,12 +54,9 @@ class DETR(SingleStageDetector):
         self.bbox_head = self._build_part(bbox_head, HEADS, "bbox_head", {
             "in_channels": (channels[-1] if channels else None, name)})
 
-    def forward(self, inputs, data_samples: Sequence[DetDataSample] | None = None,
-                mode: str = "tensor"):
-        if mode == "tensor":
-            batch = self._batch_inputs(inputs)
-            metas = None
-            if data_samples is not None:
-                metas = [s.metainfo for s in self._complete_metainfo(batch, data_samples, inputs)]
-            return self.bbox_head(self.extract_feat(batch), metas)
-        return super().forward(inputs, data_samples, mode)
+    def forward_tensor(self, inputs, data_samples: Sequence[DetDataSample] | None = None):
+        batch = self._batch_inputs(inputs)
+        metas = None
+        if data_samples is not None:
+            metas = [s.metainfo for s in self._complete_metainfo(batch, data_samples, inputs)]
+        return self.bbox_head(self.extract_feat(batch), metas)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-from toolbox.models.detectors.base import MODES, BaseDetector
+from toolbox.models.detectors.base import BaseDetector
 from toolbox.registry import HEADS
 from toolbox.structures import DetDataSample
 
@@ -65,11 +65,5 @@ class SingleStageDetector(BaseDetector):
             sample.pred_instances = instances
         return list(data_samples)
 
-    def forward(self, inputs, data_samples=None, mode: str = "tensor"):
-        if mode == "loss":
-            return self.loss(inputs, data_samples)
-        if mode == "predict":
-            return self.predict(inputs, data_samples)
-        if mode == "tensor":
-            return self.bbox_head(self.extract_feat(self._batch_inputs(inputs)))
-        raise ValueError(f"SingleStageDetector: 'mode' must be one of {MODES}, got {mode!r}")
+    def forward_tensor(self, inputs, data_samples=None):
+        return self.bbox_head(self.extract_feat(self._batch_inputs(inputs)))

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-from toolbox.models.detectors.base import MODES, BaseDetector
+from toolbox.models.detectors.base import BaseDetector
 from toolbox.registry import HEADS
 from toolbox.structures import DetDataSample
 
@@ -105,16 +105,11 @@ class TwoStageDetector(BaseDetector):
             sample.pred_instances = instances
         return list(data_samples)
 
-    def forward(self, inputs, data_samples=None, mode: str = "tensor"):
-        if mode == "loss":
-            return self.loss(inputs, data_samples)
-        if mode == "predict":
-            return self.predict(inputs, data_samples)
-        if mode == "tensor":
-            batch = self._batch_inputs(inputs)
-            data_samples = self._complete_metainfo(batch, data_samples, inputs)
-            feats = self.extract_feat(batch)
-            proposals = self.rpn_head.predict(feats, data_samples, rescale=False)
-            rois = self.roi_head.to_rois([p.bboxes for p in proposals])
-            return self.rpn_head(feats), self.roi_head(feats, rois)
-        raise ValueError(f"TwoStageDetector: 'mode' must be one of {MODES}, got {mode!r}")
+    def forward_tensor(self, inputs, data_samples=None):
+        """The RPN outputs and the RoI head's class logits and deltas."""
+        batch = self._batch_inputs(inputs)
+        data_samples = self._complete_metainfo(batch, data_samples, inputs)
+        feats = self.extract_feat(batch)
+        proposals = self.rpn_head.predict(feats, data_samples, rescale=False)
+        rois = self.roi_head.to_rois([p.bboxes for p in proposals])
+        return self.rpn_head(feats), self.roi_head(feats, rois)
