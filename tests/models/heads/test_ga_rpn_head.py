@@ -2,16 +2,15 @@
 configuration errors and a one-image overfit recovering the box."""
 import pytest
 import torch
-from mmengine.structures import InstanceData
 from torch import nn
 from torchvision.ops import box_iou
 
 from toolbox.registry import HEADS
-from toolbox.structures import DetDataSample
+
+from one_image import GT_BOX, feats, image, sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-GT_BOX = [10.0, 12.0, 40.0, 44.0]  # in the 64 x 64 network input (img_shape)
 SMALL_ANCHORS = dict(sigma=4.0, approx_anchor_generator=dict(
     octave_base_scale=4, scales_per_octave=3, ratios=(0.5, 1.0, 2.0)))
 LOSS_KEYS = {"loss_rpn_cls", "loss_rpn_bbox", "loss_anchor_loc", "loss_anchor_shape"}
@@ -41,28 +40,6 @@ def tiny_backbone():
             return c3, self.down(c3)
 
     return Tiny()
-
-
-def sample(boxes, **meta):
-    metainfo = dict(img_shape=(64, 64), ori_shape=(64, 64), scale_factor=(1.0, 1.0))
-    metainfo.update(meta)
-    s = DetDataSample(metainfo=metainfo)
-    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    s.gt_instances = InstanceData(bboxes=boxes, labels=torch.zeros(len(boxes), dtype=torch.long))
-    return s
-
-
-def image():
-    g = torch.Generator().manual_seed(0)
-    img = torch.rand(1, 3, 64, 64, generator=g) * 0.5
-    x1, y1, x2, y2 = (int(v) for v in GT_BOX)
-    img[:, :, y1:y2, x1:x2] += torch.tensor([1.0, -0.5, 0.5])[:, None, None]
-    return img
-
-
-def feats(batch=2):
-    g = torch.Generator().manual_seed(1)
-    return [torch.randn(batch, 16, 8, 8, generator=g), torch.randn(batch, 16, 4, 4, generator=g)]
 
 
 def test_rpn_interface():

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from mmengine.structures import InstanceData
 from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import box_iou
@@ -11,12 +10,17 @@ from toolbox.models.backbones.base import Backbone
 from toolbox.models.heads._common import flatten_levels
 from toolbox.models.layers.transfer_connection import TransferConnectionBlock
 from toolbox.registry import HEADS, MODELS
-from toolbox.structures import DetDataSample
+
+from one_image import GT_BOX, GT_LABEL, feats, image, sample
+
+
+def feats_rd(batch=2):
+    """The shared two-level features with a 24-wide second level."""
+    return feats(batch, channels=(16, 24))
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-GT_BOX = [10.0, 12.0, 40.0, 44.0]  # in the 64 x 64 network input (img_shape)
-GT_LABEL = 2
 LN2 = math.log(2.0)
 
 
@@ -29,20 +33,6 @@ def tiny_head(**kw):
 
 def one_level_head(**kw):
     return tiny_head(in_channels=16, strides=(8,), **kw)
-
-
-def sample(boxes, labels, **meta):
-    metainfo = dict(img_shape=(64, 64), ori_shape=(64, 64), scale_factor=(1.0, 1.0))
-    metainfo.update(meta)
-    s = DetDataSample(metainfo=metainfo)
-    s.gt_instances = InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                                  labels=torch.tensor(labels, dtype=torch.long))
-    return s
-
-
-def feats(batch=2):
-    g = torch.Generator().manual_seed(1)
-    return [torch.randn(batch, 16, 8, 8, generator=g), torch.randn(batch, 24, 4, 4, generator=g)]
 
 
 def anchor_index(y, x, a, width=8, anchors=3):
@@ -60,7 +50,7 @@ def put(maps, index, values, channels, width=8):
 # ------------------------------------------------------------------ structure
 def test_registry_build_forward_shapes_and_level_checks():
     head = tiny_head()
-    arm_cls, arm_reg, odm_cls, odm_reg = head(feats())
+    arm_cls, arm_reg, odm_cls, odm_reg = head(feats_rd())
     assert [m.shape for m in arm_cls] == [(2, 6, 8, 8), (2, 6, 4, 4)]  # 3 anchors x 2
     assert [m.shape for m in arm_reg] == [(2, 12, 8, 8), (2, 12, 4, 4)]
     assert [m.shape for m in odm_cls] == [(2, 12, 8, 8), (2, 12, 4, 4)]  # 3 x (3 + 1)
@@ -69,7 +59,7 @@ def test_registry_build_forward_shapes_and_level_checks():
     ratio_one = head.prior_generator.grid_anchors([(8, 8), (4, 4)])[0][1]
     assert ratio_one.tolist() == [-12.0, -12.0, 20.0, 20.0]
     with pytest.raises(ValueError, match=r"3 feature maps.*2 levels"):
-        head(feats() + [torch.zeros(2, 24, 2, 2)])
+        head(feats_rd() + [torch.zeros(2, 24, 2, 2)])
     with pytest.raises(ValueError, match=r"in_channels.*3 levels.*strides.*2"):
         tiny_head(in_channels=(16, 24, 32))
     with pytest.raises(ValueError, match="level 1 should be"):
@@ -227,7 +217,7 @@ def test_hard_negative_mining_three_to_one_in_both_modules():
     torch.testing.assert_close(losses["odm_loss_cls"], torch.tensor(4 * math.log(4)))
     assert losses["arm_loss_bbox"] > 0 and losses["odm_loss_bbox"] > 0
     # an image without objects contributes nothing, but keeps the graph
-    empty = head.loss(feats(1)[:1], [sample([], [])])
+    empty = head.loss(feats_rd(1)[:1], [sample([], [])])
     assert all(v == 0 for v in empty.values())
     sum(empty.values()).backward()
     assert head.odm_reg[0].weight.grad is not None
@@ -239,9 +229,9 @@ def test_one_step_ablation_has_no_arm():
     arm_params = sum(p.numel() for m in (full.arm_cls, full.arm_reg) for p in m.parameters())
     count = sum(p.numel() for p in full.parameters())
     assert sum(p.numel() for p in plain.parameters()) == count - arm_params
-    arm_cls, arm_reg, odm_cls, _ = plain(feats())
+    arm_cls, arm_reg, odm_cls, _ = plain(feats_rd())
     assert arm_cls is None and arm_reg is None and odm_cls[0].shape == (2, 12, 8, 8)
-    losses = plain.loss(feats(), [sample([GT_BOX], [GT_LABEL]), sample([], [])])
+    losses = plain.loss(feats_rd(), [sample([GT_BOX], [GT_LABEL]), sample([], [])])
     assert set(losses) == {"odm_loss_cls", "odm_loss_bbox"}
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
 
@@ -263,14 +253,6 @@ class TinyStrideBackbone(Backbone):
     def forward(self, x):
         c3 = self.stem(x)
         return c3, self.down(c3)
-
-
-def image():
-    g = torch.Generator().manual_seed(0)
-    img = torch.rand(1, 3, 64, 64, generator=g) * 0.5
-    x1, y1, x2, y2 = (int(v) for v in GT_BOX)
-    img[:, :, y1:y2, x1:x2] += torch.tensor([1.0, -0.5, 0.5])[:, None, None]
-    return img
 
 
 @pytest.fixture(scope="module")
