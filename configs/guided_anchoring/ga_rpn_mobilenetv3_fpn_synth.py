@@ -13,16 +13,7 @@ model = dict(
         sigma=2.0,
         approx_anchor_generator=dict(octave_base_scale=2, scales_per_octave=3,
                                      ratios=(0.5, 1.0, 2.0)),
-        center_ratio=0.2,
-        ignore_ratio=0.5,
-        shape_assigner=dict(pos_iou_thr=0.7, min_pos_iou=0.3),
-        loc_filter_thr=0.01,
-        assigner=dict(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3),
-        sampler=dict(num=256, pos_fraction=0.5),
-        loss_loc=dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0),
-        loss_shape=dict(type="BoundedIoULoss", beta=0.2, loss_weight=1.0),
-        loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0),
-        loss_bbox=dict(type="SmoothL1Loss", beta=1.0 / 9.0, loss_weight=1.0),
+        # everything else: the paper's values, GARPNHead's defaults
         test_cfg=dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_size=0),
     ),
 )
