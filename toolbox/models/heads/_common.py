@@ -119,3 +119,19 @@ def flatten_levels(maps: Sequence[Tensor], channels: int) -> Tensor:
     (level, row, column, anchor)."""
     return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps],
                      dim=1)
+
+
+def sample_metas(data_samples, batch: int) -> list[dict]:
+    """The samples' metainfo dicts, or ``batch`` empty ones without samples."""
+    return ([s.metainfo for s in data_samples] if data_samples is not None
+            else [{} for _ in range(batch)])
+
+
+def finish_proposals(proposals: list, metas: Sequence[dict], rescale: bool) -> list:
+    """Give RPN proposals ``labels`` = 0 (one class: object) and, with
+    ``rescale``, map them to original-image coordinates."""
+    for proposal, meta in zip(proposals, metas):
+        if rescale:
+            proposal.bboxes = boxes_to_original(proposal.bboxes, meta)
+        proposal.labels = proposal.scores.new_zeros(len(proposal), dtype=torch.long)
+    return proposals

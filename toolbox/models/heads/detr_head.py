@@ -35,7 +35,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from toolbox.models.heads._common import boxes_to_original, build_loss, build_part, ground_truth
+from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part, ground_truth,
+                                          sample_metas)
 from toolbox.models.layers.detr_transformer import DETRTransformer
 from toolbox.models.layers.positional_encoding import build_positional_encoding
 from toolbox.registry import HEADS, check_arguments
@@ -276,8 +277,7 @@ class DETRHead(BaseModule):
         (flip undone, divided by ``scale_factor``, clipped to ``ori_shape``),
         else in ``img_shape`` coordinates."""
         batch = feats[-1].shape[0]
-        metas = ([s.metainfo for s in data_samples] if data_samples is not None
-                 else [{} for _ in range(batch)])
+        metas = sample_metas(data_samples, batch)
         all_cls, all_boxes = self(feats, metas if data_samples is not None else None)
         return self.predict_by_feat(all_cls[-1], all_boxes[-1], metas, rescale)
 

@@ -31,8 +31,8 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         ground_truth, regression_pair)
+from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part, ground_truth,
+                                          regression_pair, sample_metas)
 from toolbox.models.heads._guided_anchor import AnchorGuidance, check_levels, shape_thresholds
 from toolbox.models.layers.feature_adaption import FeatureAdaption
 from toolbox.structures import (DeltaXYWHBBoxCoder, MaxIoUAssigner, batched_nms_postprocess,
@@ -229,8 +229,7 @@ class GARetinaHead(BaseModule):
         coordinates, else in ``img_shape`` coordinates."""
         outputs = self(feats)
         batch = outputs[0][0].shape[0]
-        metas = ([s.metainfo for s in data_samples] if data_samples is not None
-                 else [{} for _ in range(batch)])
+        metas = sample_metas(data_samples, batch)
         return self.predict_by_feat(*outputs, metas, rescale=rescale)
 
     def predict_by_feat(self, cls_scores, bbox_preds, shape_preds, loc_preds,

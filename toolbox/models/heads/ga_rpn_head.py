@@ -30,8 +30,8 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         ground_truth, merge_cfg, regression_pair)
+from toolbox.models.heads._common import (build_loss, build_part, finish_proposals, ground_truth,
+                                          merge_cfg, regression_pair, sample_metas)
 from toolbox.models.heads._guided_anchor import AnchorGuidance, check_levels, shape_thresholds
 from toolbox.models.layers.feature_adaption import FeatureAdaption
 from toolbox.structures import DeltaXYWHBBoxCoder, MaxIoUAssigner
@@ -195,13 +195,9 @@ class GARPNHead(BaseModule):
         """Proposals per image (``bboxes``, ``scores``, ``labels`` = 0); with
         ``rescale`` in original-image coordinates, else in ``img_shape``."""
         outputs = self(feats)
-        metas = self._metas(data_samples, outputs[0][0].shape[0])
+        metas = sample_metas(data_samples, outputs[0][0].shape[0])
         proposals = self.predict_by_feat(*outputs, metas, self.test_cfg)
-        for proposal, meta in zip(proposals, metas):
-            if rescale:
-                proposal.bboxes = boxes_to_original(proposal.bboxes, meta)
-            proposal.labels = proposal.scores.new_zeros(len(proposal), dtype=torch.long)
-        return proposals
+        return finish_proposals(proposals, metas, rescale)
 
     def loss_and_predict(self, feats: Sequence[Tensor], data_samples,
                          proposal_cfg: dict | None = None
@@ -211,16 +207,11 @@ class GARPNHead(BaseModule):
         outputs = self(feats)
         losses = self.loss_by_feat(*outputs, data_samples)
         cfg = merge_cfg("GARPNHead", self.test_cfg, proposal_cfg, "proposal_cfg")
-        metas = self._metas(data_samples, outputs[0][0].shape[0])
+        metas = sample_metas(data_samples, outputs[0][0].shape[0])
         with torch.no_grad():
             proposals = self.predict_by_feat(*[[t.detach() for t in o] for o in outputs],
                                              metas, cfg)
         return losses, proposals
-
-    @staticmethod
-    def _metas(data_samples, batch: int) -> list[dict]:
-        return ([s.metainfo for s in data_samples] if data_samples is not None
-                else [{} for _ in range(batch)])
 
     def predict_by_feat(self, cls_scores, bbox_preds, shape_preds, loc_preds,
                         batch_img_metas: Sequence[dict], cfg: dict | None = None

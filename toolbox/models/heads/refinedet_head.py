@@ -41,7 +41,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         flatten_levels, ground_truth)
+                                          flatten_levels, ground_truth, sample_metas)
 from toolbox.models.layers.transfer_connection import TransferConnectionBlock
 from toolbox.structures import (AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner,
                                 batched_nms_postprocess, filter_scores_and_topk)
@@ -309,8 +309,7 @@ class RefineDetHead(BaseModule):
         else in ``img_shape`` coordinates."""
         outputs = self(feats)
         batch = outputs[2][0].shape[0]
-        metas = ([s.metainfo for s in data_samples] if data_samples is not None
-                 else [{} for _ in range(batch)])
+        metas = sample_metas(data_samples, batch)
         return self.predict_by_feat(*outputs, batch_img_metas=metas, rescale=rescale)
 
     def predict_by_feat(self, arm_cls, arm_reg, odm_cls: list[Tensor], odm_reg: list[Tensor],

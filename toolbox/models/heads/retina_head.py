@@ -28,7 +28,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         flatten_levels, ground_truth)
+                                          flatten_levels, ground_truth, sample_metas)
 from toolbox.structures import (AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner,
                                 batched_nms_postprocess, filter_scores_and_topk)
 
@@ -225,8 +225,7 @@ class RetinaHead(BaseModule):
         else in ``img_shape`` coordinates."""
         cls_scores, bbox_preds = self(feats)
         batch = cls_scores[0].shape[0]
-        metas = ([s.metainfo for s in data_samples] if data_samples is not None
-                 else [{} for _ in range(batch)])
+        metas = sample_metas(data_samples, batch)
         return self.predict_by_feat(cls_scores, bbox_preds, metas, rescale)
 
     def predict_by_feat(self, cls_scores: list[Tensor], bbox_preds: list[Tensor],

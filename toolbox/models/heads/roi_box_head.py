@@ -24,8 +24,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         ground_truth)
+from toolbox.models.heads._common import boxes_to_original, build_loss, build_part, ground_truth
 from toolbox.structures import DeltaXYWHBBoxCoder, MaxIoUAssigner, batched_nms_postprocess
 from toolbox.structures.random_sampler import RandomSampler
 

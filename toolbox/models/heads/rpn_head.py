@@ -30,8 +30,8 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                         flatten_levels, ground_truth, merge_cfg)
+from toolbox.models.heads._common import (build_loss, build_part, finish_proposals, flatten_levels,
+                                          ground_truth, merge_cfg, sample_metas)
 from toolbox.structures import AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner
 from toolbox.structures.nms import proposal_nms
 from toolbox.structures.random_sampler import RandomSampler
@@ -191,13 +191,9 @@ class RPNHead(BaseModule):
         """Proposals per image (``bboxes``, ``scores``, ``labels`` = 0); with
         ``rescale`` in original-image coordinates, else in ``img_shape``."""
         cls_scores, bbox_preds = self(feats)
-        metas = self._metas(data_samples, cls_scores[0].shape[0])
+        metas = sample_metas(data_samples, cls_scores[0].shape[0])
         proposals = self.predict_by_feat(cls_scores, bbox_preds, metas, self.test_cfg)
-        for proposal, meta in zip(proposals, metas):
-            if rescale:
-                proposal.bboxes = boxes_to_original(proposal.bboxes, meta)
-            proposal.labels = proposal.scores.new_zeros(len(proposal), dtype=torch.long)
-        return proposals
+        return finish_proposals(proposals, metas, rescale)
 
     def loss_and_predict(self, feats: Sequence[Tensor], data_samples,
                          proposal_cfg: dict | None = None
@@ -207,16 +203,11 @@ class RPNHead(BaseModule):
         cls_scores, bbox_preds = self(feats)
         losses = self.loss_by_feat(cls_scores, bbox_preds, data_samples)
         cfg = merge_cfg("RPNHead", self.test_cfg, proposal_cfg, "proposal_cfg")
-        metas = self._metas(data_samples, cls_scores[0].shape[0])
+        metas = sample_metas(data_samples, cls_scores[0].shape[0])
         with torch.no_grad():
             proposals = self.predict_by_feat([c.detach() for c in cls_scores],
                                              [b.detach() for b in bbox_preds], metas, cfg)
         return losses, proposals
-
-    @staticmethod
-    def _metas(data_samples, batch: int) -> list[dict]:
-        return ([s.metainfo for s in data_samples] if data_samples is not None
-                else [{} for _ in range(batch)])
 
     def predict_by_feat(self, cls_scores, bbox_preds, batch_img_metas: Sequence[dict],
                         cfg: dict) -> list[InstanceData]:
