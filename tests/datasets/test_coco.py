@@ -160,3 +160,27 @@ def test_raw_records_without_pipeline(coco_root):
     raw = ds[1]
     np.testing.assert_array_equal(raw["gt_bboxes"], [[0, 0, 80, 60]])
     assert raw["gt_labels"].dtype == np.int64
+
+
+def test_label_cat_ids_puts_labels_in_a_reference_label_space(coco_root):
+    """``label_cat_ids=range(11)``: label == category id (torchvision/DETR's
+    91-index convention), ids the file lacks are 'N/A', and the COCO metric
+    maps labels back through the same ``cat_ids``."""
+    ds = build(coco_root, label_cat_ids=list(range(11)))
+    assert ds.metainfo["cat_ids"] == tuple(range(11))
+    assert ds.metainfo["classes"][2] == "cat" and ds.metainfo["classes"][10] == "bird"
+    assert ds.metainfo["classes"][0] == "N/A" and ds.metainfo["classes"][3] == "N/A"
+    s = ds[0]["data_samples"]
+    assert s.gt_instances.labels.tolist() == [5, 10]  # dog, bird: their category ids
+    assert s.ignored_instances.labels.tolist() == [2]
+    # only some ids: the others' annotations are ignored
+    ds = build(coco_root, label_cat_ids=[10, 2], filter_empty_gt=False)
+    assert ds.metainfo["classes"] == ("bird", "cat")
+    assert ds[0]["data_samples"].gt_instances.labels.tolist() == [0]
+
+
+def test_label_cat_ids_must_be_distinct_ints(coco_root):
+    with pytest.raises(DataError, match="label_cat_ids"):
+        build(coco_root, label_cat_ids=[1, 1])
+    with pytest.raises(DataError, match="not both"):
+        build(coco_root, label_cat_ids=[1, 2], metainfo=dict(classes=("cat",)))

@@ -221,3 +221,38 @@ def test_bad_transform_arguments():
         TRANSFORMS.build(dict(type="RandomCrop", area_range=(0.0, 1.0)))
     with pytest.raises(ConfigArgumentError, match="size_divisor"):
         TRANSFORMS.build(dict(type="Pad", size_divisr=32))
+
+
+@pytest.mark.parametrize("hw", [(480, 640), (150, 230), (333, 200), (200, 1000)])
+def test_torch_backend_resizes_as_torchvision_generalized_rcnn_transform(hw):
+    """``Resize(backend='torch')`` then ``Normalize`` gives the pixels, size
+    and box scaling of torchvision's detection transform (normalise, then
+    resize), to float rounding."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    rng = np.random.default_rng(0)
+    h, w = hw
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    boxes = np.array([[10.0, 20.0, 60.5, 90.25], [0.0, 0.0, w, h]], np.float32)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    reference = GeneralizedRCNNTransform(800, 1333, mean, std)
+    tensor = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    images, targets = reference([tensor], [dict(boxes=torch.from_numpy(boxes))])
+    expected = images.tensors[0, :, :images.image_sizes[0][0], :images.image_sizes[0][1]]
+
+    results = dict(img=img, gt_bboxes=boxes.copy(), gt_labels=np.zeros(2, np.int64))
+    results = init_geometry(results)
+    results = TRANSFORMS.build(dict(type="Resize", scale=(1333, 800), backend="torch"))(results)
+    results = TRANSFORMS.build(dict(type="Normalize"))(results)
+    assert results["img_shape"] == tuple(images.image_sizes[0])
+    got = torch.from_numpy(results["img"]).permute(2, 0, 1)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=2e-5)
+    torch.testing.assert_close(torch.from_numpy(results["gt_bboxes"]), targets[0]["boxes"])
+    sx, sy = results["scale_factor"]
+    assert sx == pytest.approx(results["img_shape"][1] / w)
+    assert sy == pytest.approx(results["img_shape"][0] / h)
+
+
+def test_torch_backend_needs_keep_ratio():
+    with pytest.raises(ValueError, match="keep_ratio"):
+        TRANSFORMS.build(dict(type="Resize", scale=(1333, 800), keep_ratio=False, backend="torch"))

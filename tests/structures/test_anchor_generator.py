@@ -86,3 +86,40 @@ def test_matches_torchvision_anchor_generator():
                                               [torch.tensor(16), torch.tensor(16)]])
     for got, want in zip(ours.grid_anchors(grids), expected):
         torch.testing.assert_close(got, want.float(), atol=0.5, rtol=0)
+
+
+def test_torchvision_layout_equals_torchvision_anchor_generator():
+    """``sizes`` + ``round_base_anchors`` + ``stride_from_input`` reproduce
+    torchvision's anchors exactly, also where the padded input (here 224 x
+    352) is not a multiple of the coarse levels' nominal strides."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchors
+    from torchvision.models.detection.image_list import ImageList
+
+    sizes = tuple((x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3))) for x in (32, 64, 128, 256, 512))
+    ratios = (0.5, 1.0, 2.0)
+    reference = TVAnchors(sizes, (ratios,) * len(sizes))
+    ours = AnchorGenerator(strides=(8, 16, 32, 64, 128), ratios=ratios, sizes=sizes,
+                           round_base_anchors=True, stride_from_input=True)
+    input_size = (224, 352)
+    featmap_sizes = [(28, 44), (14, 22), (7, 11), (4, 6), (2, 3)]
+    images = ImageList(torch.zeros(1, 3, *input_size), [input_size])
+    feats = [torch.zeros(1, 1, h, w) for h, w in featmap_sizes]
+    expected = reference(images, feats)[0]
+    got = torch.cat(ours.grid_anchors(featmap_sizes, input_size=input_size))
+    assert got.shape == expected.shape
+    assert torch.equal(got, expected)
+    # the nominal strides would place the coarse levels elsewhere (224 // 4 = 56, not 64)
+    nominal = AnchorGenerator(strides=(8, 16, 32, 64, 128), ratios=ratios, sizes=sizes,
+                              round_base_anchors=True)
+    assert not torch.equal(torch.cat(nominal.grid_anchors(featmap_sizes)), expected)
+
+
+def test_stride_from_input_needs_the_input_size():
+    gen = AnchorGenerator(strides=(8,), scales=(4.0,), stride_from_input=True)
+    with pytest.raises(ValueError, match="input_size"):
+        gen.grid_anchors([(4, 4)])
+
+
+def test_sizes_exclude_scales():
+    with pytest.raises(ValueError, match="not both"):
+        AnchorGenerator(strides=(8,), scales=(4.0,), sizes=((32,),))

@@ -67,3 +67,24 @@ def test_matches_torchvision_box_coder():
     deltas = torch.randn(20, 4, generator=g) * 3
     torch.testing.assert_close(ours.decode(priors, deltas),
                                reference.decode_single(deltas, priors), atol=1e-3, rtol=1e-5)
+
+
+def test_dw_clamp_max_equals_torchvision_box_coder():
+    """``dw_clamp='max'`` with stds (0.1, 0.1, 0.2, 0.2) decodes as
+    torchvision's BoxCoder(weights=(10, 10, 5, 5)), large negative dw included."""
+    from torchvision.models.detection._utils import BoxCoder
+
+    torch.manual_seed(0)
+    xy = torch.rand(50, 2) * 100
+    priors = torch.cat([xy, xy + torch.rand(50, 2) * 50 + 1], dim=1)
+    deltas = torch.randn(50, 4) * 3
+    deltas[:5, 2:] = -30.0  # torchvision does not clamp from below
+    deltas[5:10, 2:] = 30.0
+    reference = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+    expected = reference.decode_single(deltas * torch.tensor([10.0, 10.0, 5.0, 5.0]), priors)
+    coder = DeltaXYWHBBoxCoder(target_stds=(0.1, 0.1, 0.2, 0.2), dw_clamp="max")
+    got = coder.decode(priors, deltas * torch.tensor([10.0, 10.0, 5.0, 5.0]))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    both = DeltaXYWHBBoxCoder(target_stds=(0.1, 0.1, 0.2, 0.2)).decode(
+        priors, deltas * torch.tensor([10.0, 10.0, 5.0, 5.0]))
+    assert not torch.allclose(both[:5], expected[:5], atol=1e-3)

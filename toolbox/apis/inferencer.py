@@ -22,6 +22,7 @@ import torch
 from mmengine.config import Config
 
 from toolbox.apis.drawing import draw_sample
+from toolbox.convert.base import state_dict_mismatch
 from toolbox.errors import DataError, ToolboxError
 
 
@@ -81,21 +82,11 @@ def load_weights(model: torch.nn.Module, checkpoint: str, config_name: str = "th
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise CheckpointMismatchError(f"checkpoint {checkpoint} holds no state dict")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        for what, items in (("missing keys", missing), ("unexpected keys", unexpected),
-                            ("shape mismatches", shapes)):
-            if items:
-                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
-                parts.append(f"{len(items)} {what}: {'; '.join(items[:3])}{more}")
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
         raise CheckpointMismatchError(
             f"checkpoint {checkpoint} does not match the model built from {config_name}: "
-            + " | ".join(parts))
+            f"{problem}")
     model.load_state_dict(state, strict=True)
     return ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
 

@@ -31,6 +31,12 @@ class CocoDataset(DetDataset):
         with_mask: decode ``segmentation`` (polygons / RLE) into ``gt_masks``.
         skip_bad_images: skip (and count) images that fail to decode instead
             of raising.
+        label_cat_ids: the COCO category id of each label index, for a model
+            trained elsewhere with another label space (torchvision's and
+            DETR's COCO models use the 91-index space: label == category id,
+            ``list(range(91))``). Ids the file lacks become classes named
+            ``'N/A'``; categories of the file not listed are ignored.
+            Excludes ``metainfo['classes']``.
 
     Labels are 0-based in the order of ``metainfo['classes']`` (categories
     sorted by id); ``metainfo['cat_ids'][label]`` is the COCO category id.
@@ -46,7 +52,18 @@ class CocoDataset(DetDataset):
                  data_prefix: dict | None = None, img_dir: str | None = None,
                  pipeline: Sequence[dict] = (), test_mode: bool = False,
                  filter_empty_gt: bool = True, metainfo: dict | None = None,
-                 with_mask: bool = False, skip_bad_images: bool = False):
+                 with_mask: bool = False, skip_bad_images: bool = False,
+                 label_cat_ids: Sequence[int] | None = None):
+        if label_cat_ids is not None:
+            if metainfo and metainfo.get("classes") is not None:
+                raise DataError(f"{type(self).__name__}: give 'label_cat_ids' or "
+                                "metainfo['classes'], not both")
+            ids = list(label_cat_ids)
+            if (not ids or not all(isinstance(i, numbers.Integral) for i in ids)
+                    or len(set(ids)) != len(ids)):
+                raise DataError(f"{type(self).__name__}: 'label_cat_ids' must be distinct "
+                                f"integer category ids, got {label_cat_ids!r}")
+        self.label_cat_ids = None if label_cat_ids is None else [int(i) for i in label_cat_ids]
         img_dir = resolve_image_dir(data_prefix, img_dir, type(self).__name__)
         super().__init__(data_root=data_root, ann_file=ann_file, img_dir=img_dir,
                          pipeline=pipeline, test_mode=test_mode,
@@ -129,6 +146,10 @@ class CocoDataset(DetDataset):
             by_name = {c["name"]: c["id"] for c in cats}
         except (KeyError, TypeError) as e:
             raise DataError(f"{path}: every category needs an 'id' and a 'name' ({e})") from e
+        if self.label_cat_ids is not None:
+            names = {c["id"]: c["name"] for c in cats}
+            return list(self.label_cat_ids), tuple(names.get(i, "N/A")
+                                                   for i in self.label_cat_ids)
         wanted = self._metainfo_override.get("classes")
         if wanted is None:
             return [c["id"] for c in cats], tuple(c["name"] for c in cats)

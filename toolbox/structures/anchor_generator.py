@@ -42,6 +42,16 @@ class AnchorGenerator:
         base_sizes: base size of each level (default: the strides).
         center_offset: anchor centre inside a cell, in strides (0 puts it on
             the cell's top-left corner, 0.5 on its centre).
+        sizes: absolute anchor sizes per level (torchvision's ``sizes``, e.g.
+            ``((32, 40, 50), (64, 80, 101), ...)``), instead of ``scales``; every
+            level needs the same number of sizes.
+        round_base_anchors: round the base anchors' corners to whole pixels
+            (computed in float32 as ``[-w, -h, w, h] / 2``, torchvision's
+            ``AnchorGenerator``).
+        stride_from_input: take each level's stride from the padded input,
+            ``input_size // featmap_size`` per axis (torchvision's rule, which
+            differs from the nominal stride when the input is not a multiple
+            of it); ``grid_anchors`` then needs ``input_size``.
     """
 
     def __init__(self, strides: Sequence[int], ratios: Sequence[float] = (0.5, 1.0, 2.0),
@@ -49,13 +59,27 @@ class AnchorGenerator:
                  octave_base_scale: float | None = None,
                  scales_per_octave: int | None = None,
                  base_sizes: Sequence[float] | None = None,
-                 center_offset: float = 0.0):
+                 center_offset: float = 0.0,
+                 sizes: Sequence[Sequence[float]] | None = None,
+                 round_base_anchors: bool = False, stride_from_input: bool = False):
         self.strides = tuple(int(s) for s in _as_positive_floats(strides, "strides"))
         self.ratios = _as_positive_floats(ratios, "ratios")
         if scales is not None and (octave_base_scale is not None or scales_per_octave is not None):
             raise ValueError("AnchorGenerator: give either 'scales' or "
                              "'octave_base_scale' + 'scales_per_octave', not both")
-        if scales is None:
+        self.round_base_anchors = bool(round_base_anchors)
+        self.stride_from_input = bool(stride_from_input)
+        self.sizes = None
+        if sizes is not None:
+            if scales is not None or octave_base_scale is not None or base_sizes is not None:
+                raise ValueError("AnchorGenerator: give 'sizes' (absolute, per level) or "
+                                 "'scales'/'octave_base_scale' with 'base_sizes', not both")
+            self.sizes = tuple(_as_positive_floats(level, "sizes") for level in sizes)
+            if len(self.sizes) != len(self.strides) or len({len(x) for x in self.sizes}) != 1:
+                raise ValueError("AnchorGenerator: 'sizes' needs one tuple per level "
+                                 f"({len(self.strides)} strides), all of one length, got {sizes}")
+            scales, base_sizes = (1.0,) * len(self.sizes[0]), self.strides
+        elif scales is None:
             if octave_base_scale is None or scales_per_octave is None:
                 raise ValueError("AnchorGenerator: give 'scales', or both "
                                  "'octave_base_scale' and 'scales_per_octave'")
@@ -75,7 +99,10 @@ class AnchorGenerator:
             raise ValueError(f"AnchorGenerator: 'center_offset' must be in [0, 1), "
                              f"got {center_offset}")
         self.center_offset = float(center_offset)
-        self.base_anchors = [self._base_anchors(b) for b in self.base_sizes]
+        if self.sizes is not None:
+            self.base_anchors = [self._base_anchors(1.0, level) for level in self.sizes]
+        else:
+            self.base_anchors = [self._base_anchors(b) for b in self.base_sizes]
 
     @property
     def num_levels(self) -> int:
@@ -86,10 +113,16 @@ class AnchorGenerator:
         """Anchors per feature-map cell (the same on every level)."""
         return len(self.ratios) * len(self.scales)
 
-    def _base_anchors(self, base_size: float) -> Tensor:
+    def _base_anchors(self, base_size: float, scales: Sequence[float] | None = None) -> Tensor:
         """[A, 4] anchors centred on the origin, ratio-major order."""
+        if self.round_base_anchors:  # torchvision's arithmetic, float32
+            sizes = torch.tensor(scales or self.scales, dtype=torch.float32) * base_size
+            h_ratios = torch.tensor(self.ratios, dtype=torch.float32).sqrt()
+            w = ((1 / h_ratios)[:, None] * sizes[None, :]).reshape(-1)
+            h = (h_ratios[:, None] * sizes[None, :]).reshape(-1)
+            return (torch.stack([-w, -h, w, h], dim=1) / 2).round()
         ratios = torch.tensor(self.ratios, dtype=torch.float64)
-        scales = torch.tensor(self.scales, dtype=torch.float64)
+        scales = torch.tensor(scales or self.scales, dtype=torch.float64)
         h_ratios = ratios.sqrt()
         w = (base_size * scales[None, :] / h_ratios[:, None]).reshape(-1)
         h = (base_size * scales[None, :] * h_ratios[:, None]).reshape(-1)
@@ -100,23 +133,38 @@ class AnchorGenerator:
             raise ValueError(f"AnchorGenerator: got {len(featmap_sizes)} feature-map sizes "
                              f"for {self.num_levels} levels (strides {self.strides})")
 
+    def level_strides(self, level: int, featmap_size: Sequence[int],
+                      input_size: Sequence[int] | None = None) -> tuple[int, int]:
+        """(stride_y, stride_x) of ``level``: the nominal one, or with
+        ``stride_from_input`` the padded ``input_size`` divided by the map size."""
+        if not self.stride_from_input:
+            return self.strides[level], self.strides[level]
+        if input_size is None:
+            raise ValueError("AnchorGenerator: stride_from_input=True needs the padded "
+                             "input_size (h, w) in grid_anchors")
+        return (int(input_size[0]) // int(featmap_size[0]),
+                int(input_size[1]) // int(featmap_size[1]))
+
     def single_level_grid_anchors(self, level: int, featmap_size: Sequence[int],
-                                  device="cpu", dtype=torch.float32) -> Tensor:
+                                  device="cpu", dtype=torch.float32,
+                                  input_size: Sequence[int] | None = None) -> Tensor:
         """[H * W * A, 4] anchors of one level, in (y, x, anchor) order."""
         feat_h, feat_w = int(featmap_size[0]), int(featmap_size[1])
-        stride = self.strides[level]
-        shift_x = (torch.arange(feat_w, device=device, dtype=dtype) + self.center_offset) * stride
-        shift_y = (torch.arange(feat_h, device=device, dtype=dtype) + self.center_offset) * stride
+        stride_y, stride_x = self.level_strides(level, featmap_size, input_size)
+        shift_x = (torch.arange(feat_w, device=device, dtype=dtype) + self.center_offset) * stride_x
+        shift_y = (torch.arange(feat_h, device=device, dtype=dtype) + self.center_offset) * stride_y
         yy, xx = torch.meshgrid(shift_y, shift_x, indexing="ij")
         shifts = torch.stack([xx, yy, xx, yy], dim=-1).reshape(-1, 1, 4)
         base = self.base_anchors[level].to(device=device, dtype=dtype)
         return (shifts + base[None]).reshape(-1, 4)
 
     def grid_anchors(self, featmap_sizes: Sequence[Sequence[int]], device="cpu",
-                     dtype=torch.float32) -> list[Tensor]:
-        """Anchors of every level: ``list[Tensor[H_i * W_i * A, 4]]``."""
+                     dtype=torch.float32, input_size: Sequence[int] | None = None
+                     ) -> list[Tensor]:
+        """Anchors of every level: ``list[Tensor[H_i * W_i * A, 4]]``
+        (``input_size``: the padded batch (h, w), used by ``stride_from_input``)."""
         self._check_sizes(featmap_sizes)
-        return [self.single_level_grid_anchors(i, size, device, dtype)
+        return [self.single_level_grid_anchors(i, size, device, dtype, input_size)
                 for i, size in enumerate(featmap_sizes)]
 
     def valid_flags(self, featmap_sizes: Sequence[Sequence[int]], img_shape: Sequence[int],

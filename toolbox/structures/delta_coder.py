@@ -29,12 +29,16 @@ class DeltaXYWHBBoxCoder:
         ctr_clamp: the centre-shift limit, in pixels.
         wh_ratio_clip: dw/dh are clamped to ``+-|log(wh_ratio_clip)|`` so
             ``exp`` cannot overflow.
+        dw_clamp: ``'both'`` clamps dw/dh on both sides (mmdetection);
+            ``'max'`` only from above (torchvision's ``BoxCoder``, whose
+            ``bbox_xform_clip = log(1000 / 16)`` is the same bound).
     """
 
     def __init__(self, target_means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
                  target_stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
                  clip_border: bool = True, add_ctr_clamp: bool = False,
-                 ctr_clamp: float = 32.0, wh_ratio_clip: float = 16 / 1000):
+                 ctr_clamp: float = 32.0, wh_ratio_clip: float = 16 / 1000,
+                 dw_clamp: str = "both"):
         if len(target_means) != 4 or len(target_stds) != 4:
             raise ValueError("DeltaXYWHBBoxCoder: 'target_means' and 'target_stds' need 4 "
                              f"values each, got {target_means} and {target_stds}")
@@ -43,6 +47,10 @@ class DeltaXYWHBBoxCoder:
         if not 0 < wh_ratio_clip < 1:
             raise ValueError(f"DeltaXYWHBBoxCoder: 'wh_ratio_clip' must be in (0, 1), "
                              f"got {wh_ratio_clip}")
+        if dw_clamp not in ("both", "max"):
+            raise ValueError(f"DeltaXYWHBBoxCoder: 'dw_clamp' must be 'both' or 'max', "
+                             f"got {dw_clamp!r}")
+        self.dw_clamp = dw_clamp
         self.target_means = tuple(float(m) for m in target_means)
         self.target_stds = tuple(float(s) for s in target_stds)
         self.clip_border = clip_border
@@ -94,11 +102,12 @@ class DeltaXYWHBBoxCoder:
         px, py, pw, ph = self._centre_size(priors.to(deltas.dtype))
         max_ratio = abs(math.log(self.wh_ratio_clip))
         shift_x, shift_y = pw * dx, ph * dy
+        if self.add_ctr_clamp or self.dw_clamp == "max":
+            dw, dh = dw.clamp(max=max_ratio), dh.clamp(max=max_ratio)
         if self.add_ctr_clamp:
             shift_x = shift_x.clamp(-self.ctr_clamp, self.ctr_clamp)
             shift_y = shift_y.clamp(-self.ctr_clamp, self.ctr_clamp)
-            dw, dh = dw.clamp(max=max_ratio), dh.clamp(max=max_ratio)
-        else:
+        elif self.dw_clamp == "both":
             dw, dh = dw.clamp(-max_ratio, max_ratio), dh.clamp(-max_ratio, max_ratio)
         cx, cy = px + shift_x, py + shift_y
         w, h = pw * dw.exp(), ph * dh.exp()

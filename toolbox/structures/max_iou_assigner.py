@@ -68,6 +68,10 @@ class MaxIoUAssigner:
        that IoU is ``>= min_pos_iou`` (all tied priors when
        ``gt_max_assign_all``), so that no gt is left without a positive. A
        gt that overlaps no prior at all (best IoU 0) claims nothing.
+       ``low_quality_gt`` says which gt a claimed prior is matched to:
+       ``'claiming'`` (the gt that claimed it; the last one when several do)
+       or ``'best'`` (the prior's own best-IoU gt, as torchvision's
+       ``Matcher(allow_low_quality_matches=True)`` does).
 
     With ``ignore_iof_thr > 0``, priors lying inside ignore regions
     (intersection over the prior's area ``> ignore_iof_thr``) take no part
@@ -76,7 +80,8 @@ class MaxIoUAssigner:
 
     def __init__(self, pos_iou_thr: float, neg_iou_thr: float | Sequence[float],
                  min_pos_iou: float = 0.0, gt_max_assign_all: bool = True,
-                 match_low_quality: bool = True, ignore_iof_thr: float = -1.0):
+                 match_low_quality: bool = True, ignore_iof_thr: float = -1.0,
+                 low_quality_gt: str = "claiming"):
         if not 0.0 <= pos_iou_thr <= 1.0:
             raise ValueError(f"MaxIoUAssigner: 'pos_iou_thr' must be in [0, 1], got {pos_iou_thr}")
         if isinstance(neg_iou_thr, (int, float)):
@@ -93,6 +98,10 @@ class MaxIoUAssigner:
         else:
             raise TypeError("MaxIoUAssigner: 'neg_iou_thr' must be a float or a (lo, hi) "
                             f"pair, got {neg_iou_thr!r}")
+        if low_quality_gt not in ("claiming", "best"):
+            raise ValueError("MaxIoUAssigner: 'low_quality_gt' must be 'claiming' or 'best', "
+                             f"got {low_quality_gt!r}")
+        self.low_quality_gt = low_quality_gt
         self.pos_iou_thr = float(pos_iou_thr)
         self.neg_iou_thr = neg_iou_thr
         self.min_pos_iou = float(min_pos_iou)
@@ -146,7 +155,14 @@ class MaxIoUAssigner:
         if self.match_low_quality:
             gt_max, gt_argmax = overlaps.max(dim=1)
             claims = (gt_max >= self.min_pos_iou) & (gt_max > 0)
-            if self.gt_max_assign_all:
+            if self.low_quality_gt == "best":  # claimed priors take their own best gt
+                if self.gt_max_assign_all:
+                    claimed = ((overlaps == gt_max[:, None]) & claims[:, None]).any(dim=0)
+                else:
+                    claimed = torch.zeros_like(gt_inds, dtype=torch.bool)
+                    claimed[gt_argmax[claims]] = True
+                gt_inds = torch.where(claimed, argmax + 1, gt_inds)
+            elif self.gt_max_assign_all:
                 # every prior tied with a gt's best IoU; the last such gt wins
                 ties = (overlaps == gt_max[:, None]) & claims[:, None]
                 order = torch.arange(1, num_gts + 1, device=device)[:, None]

@@ -34,10 +34,19 @@ class Resize:
     image is stretched to exactly ``scale``. Masks and the segmentation
     label map ``gt_seg_map`` use nearest neighbour (``ori_gt_seg_map`` is
     left as it is).
+
+    ``backend='torch'`` reproduces torchvision detection models'
+    ``GeneralizedRCNNTransform.resize`` exactly (for the reference configs):
+    the factor is computed in float32, the image is resized as float32 by
+    ``F.interpolate(bilinear, scale_factor, recompute_scale_factor=True)``
+    (new size ``floor(size * factor)``, not rounded; no antialiasing) and
+    stays float32 (0..255, unrounded), and boxes are scaled by new / old per
+    axis. ``keep_ratio`` must be on; masks and label maps still use the
+    nearest-neighbour path.
     """
 
     def __init__(self, scale: int | tuple[int, int] = (1333, 800), keep_ratio: bool = True,
-                 interpolation: str = "bilinear"):
+                 interpolation: str = "bilinear", backend: str = "cv2"):
         if isinstance(scale, int):
             scale = (scale, scale)
         if len(scale) != 2 or min(scale) <= 0:
@@ -46,6 +55,12 @@ class Resize:
         if interpolation not in _INTERP:
             raise ValueError(f"Resize: interpolation must be one of {sorted(_INTERP)}, "
                              f"got {interpolation!r}")
+        if backend not in ("cv2", "torch"):
+            raise ValueError(f"Resize: backend must be 'cv2' or 'torch', got {backend!r}")
+        if backend == "torch" and (not keep_ratio or interpolation != "bilinear"):
+            raise ValueError("Resize: backend='torch' (torchvision's rule) needs "
+                             "keep_ratio=True and interpolation='bilinear'")
+        self.backend = backend
         self.scale = (int(scale[0]), int(scale[1]))
         self.keep_ratio = keep_ratio
         self.interpolation = interpolation
@@ -71,8 +86,40 @@ class Resize:
                 bbox_params=bbox_params())
         return self._cache[key]
 
+    def _torch_resize(self, results: dict) -> tuple[int, int]:
+        """torchvision's resize of the image and boxes; returns (new_h, new_w)."""
+        import torch
+        import torch.nn.functional as F
+
+        img = results["img"]
+        h, w = img.shape[:2]
+        short, long = torch.tensor([min(h, w), max(h, w)], dtype=torch.float32)
+        factor = torch.min(min(self.scale) / short, max(self.scale) / long).item()
+        tensor = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+        tensor = tensor.reshape(h, w, -1).permute(2, 0, 1)[None]
+        out = F.interpolate(tensor, scale_factor=factor, mode="bilinear",
+                            recompute_scale_factor=True, align_corners=False)[0]
+        new_h, new_w = out.shape[-2:]
+        out = out.permute(1, 2, 0).numpy()
+        results["img"] = out if img.ndim == 3 else out[..., 0]
+        results["img_shape"] = (new_h, new_w)
+        if results.get("gt_bboxes") is not None:
+            ratio = np.asarray([new_w / w, new_h / h] * 2, np.float32)
+            results["gt_bboxes"] = np.asarray(results["gt_bboxes"], np.float32) * ratio
+        if results.get("gt_masks") is not None:
+            masks = np.asarray(results["gt_masks"])
+            results["gt_masks"] = (np.stack([resize_label_map(m, new_h, new_w) for m in masks])
+                                   if len(masks) else np.zeros((0, new_h, new_w), np.uint8))
+        return new_h, new_w
+
     def __call__(self, results: dict) -> dict:
         h, w = results["img"].shape[:2]
+        if self.backend == "torch":
+            new_h, new_w = self._torch_resize(results)
+            if results.get("gt_seg_map") is not None:
+                results["gt_seg_map"] = resize_label_map(results["gt_seg_map"], new_h, new_w)
+            record_resize(results, new_w / w, new_h / h)
+            return results
         new_h, new_w = self.target_size(h, w)
         if (new_h, new_w) != (h, w):
             run_albumentations(results, self._compose(new_h, new_w))
@@ -82,4 +129,5 @@ class Resize:
         return results
 
     def __repr__(self) -> str:
-        return f"Resize(scale={self.scale}, keep_ratio={self.keep_ratio})"
+        backend = "" if self.backend == "cv2" else f", backend={self.backend!r}"
+        return f"Resize(scale={self.scale}, keep_ratio={self.keep_ratio}{backend})"

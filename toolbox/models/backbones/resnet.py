@@ -13,6 +13,7 @@ stem's ``conv1`` / ``bn1``, which live in ``stem.conv`` / ``stem.bn``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -100,11 +101,18 @@ class ResNet(Backbone):
         norm: ``'BN'`` (``nn.BatchNorm2d``) or ``'FrozenBN'``
             (``torchvision.ops.FrozenBatchNorm2d``: fixed statistics and affine).
         dilate_c5: DC5: C5 at stride 16 with dilation 2 (depth >= 50).
+        norm_eps: the norm layers' ``eps`` (None: the layer's default, 1e-5);
+            torchvision's COCO RetinaNet v1 weights expect FrozenBN with 0.0.
+        frozen_stages_eval: put the frozen stages in eval mode (their
+            BatchNorms keep their statistics); False only stops their
+            gradients and leaves their BatchNorms in the model's mode, as
+            torchvision's ``trainable_backbone_layers`` does with ``'BN'``.
     """
 
     def __init__(self, depth: int = 50, out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1, norm_eval: bool = False, norm: str = "BN",
-                 dilate_c5: bool = False, init_cfg=None):
+                 dilate_c5: bool = False, norm_eps: float | None = None,
+                 frozen_stages_eval: bool = True, init_cfg=None):
         if depth not in _DEPTHS:
             raise ValueError(f"ResNet: depth must be one of {sorted(_DEPTHS)}, got {depth!r}")
         if norm not in _NORMS:
@@ -119,9 +127,14 @@ class ResNet(Backbone):
         self.depth = depth
         self.norm = norm
         self.dilate_c5 = dilate_c5
+        self.frozen_stages_eval = bool(frozen_stages_eval)
         self.out_indices = out_indices
         self.num_stages = max(out_indices) + 1  # stages after the last output are not built
         norm_layer = _NORMS[norm]
+        if norm_eps is not None:
+            if not isinstance(norm_eps, (int, float)) or norm_eps < 0:
+                raise ValueError(f"ResNet: norm_eps must be a number >= 0 or None, got {norm_eps!r}")
+            norm_layer = partial(norm_layer, eps=float(norm_eps))
 
         self.stem = nn.Sequential(OrderedDict(
             conv=nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
@@ -163,6 +176,13 @@ class ResNet(Backbone):
         blocks += [block(out_channels, planes, 1, dilation, norm, None)
                    for _ in range(1, num_blocks)]
         return nn.Sequential(*blocks)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and not self.frozen_stages_eval and not self.norm_eval:
+            for stage in self.stages()[:self.frozen_stages + 1]:
+                stage.train()
+        return self
 
     # -- torchvision weights -------------------------------------------------
     def convert_reference_state_dict(self, state_dict: Mapping[str, torch.Tensor]

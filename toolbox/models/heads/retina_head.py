@@ -63,6 +63,17 @@ class RetinaHead(BaseModule):
         test_cfg: ``nms_pre`` (candidates per level), ``score_thr``,
             ``iou_thr`` and ``max_per_img``.
         prior_prob: initial foreground probability (classifier bias).
+        loss_normalizer: ``'batch'`` divides each loss summed over the batch
+            by the batch's number of positives; ``'image'`` divides each
+            image's sum by ``max(1, its positives)`` and averages over the
+            images (torchvision's RetinaNet).
+        skip_padding_anchors: anchors whose cell lies only in the batch
+            padding take no part in training (False: every anchor counts,
+            as in torchvision).
+
+    Anchors come from ``prior_generator.grid_anchors(..., input_size=
+    batch_input_shape)``, so an anchor generator with ``stride_from_input``
+    (torchvision's stride rule) sees the padded batch size.
     """
 
     def __init__(self, num_classes: int, in_channels: int | Sequence[int],
@@ -71,7 +82,9 @@ class RetinaHead(BaseModule):
                  anchor_generator: dict | None = None, assigner: dict | None = None,
                  bbox_coder: dict | None = None, loss_cls: dict | None = None,
                  loss_bbox: dict | None = None, norm_cfg: dict | None = None,
-                 test_cfg: dict | None = None, prior_prob: float = 0.01, init_cfg=None):
+                 test_cfg: dict | None = None, prior_prob: float = 0.01,
+                 loss_normalizer: str = "batch", skip_padding_anchors: bool = True,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"RetinaHead: 'num_classes' must be a positive int, got {num_classes!r}")
@@ -84,6 +97,11 @@ class RetinaHead(BaseModule):
             in_channels = widths.pop()
         if not 0 < prior_prob < 1:
             raise ValueError(f"RetinaHead: 'prior_prob' must be in (0, 1), got {prior_prob}")
+        if loss_normalizer not in ("batch", "image"):
+            raise ValueError("RetinaHead: 'loss_normalizer' must be 'batch' or 'image', "
+                             f"got {loss_normalizer!r}")
+        self.loss_normalizer = loss_normalizer
+        self.skip_padding_anchors = bool(skip_padding_anchors)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.feat_channels = feat_channels
@@ -165,22 +183,39 @@ class RetinaHead(BaseModule):
             raise ValueError(f"RetinaHead.loss: {len(data_samples)} data samples for a batch "
                              f"of {cls_scores[0].shape[0]} images")
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
-        device = cls_scores[0].device
-        anchors = torch.cat(self.prior_generator.grid_anchors(featmap_sizes, device))
+        anchors = torch.cat(self._anchors(featmap_sizes, cls_scores[0].device,
+                                          sample_metas(data_samples, len(data_samples))))
         labels, counted, targets, pos = self.get_targets(anchors, featmap_sizes, data_samples)
         flat_cls = flatten_levels(cls_scores, self.cls_out_channels)
         flat_reg = flatten_levels(bbox_preds, 4)
-        num_pos = max(float(pos.sum()), 1.0)
+        if self.loss_normalizer == "image":
+            parts = [self._losses(flat_cls[i], flat_reg[i], anchors, labels[i], counted[i],
+                                  targets[i], pos[i]) for i in range(len(data_samples))]
+            loss_cls, loss_bbox = (sum(values) / len(parts) for values in zip(*parts))
+        else:
+            loss_cls, loss_bbox = self._losses(flat_cls, flat_reg, anchors, labels, counted,
+                                               targets, pos)
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
 
+    def _losses(self, flat_cls: Tensor, flat_reg: Tensor, anchors: Tensor, labels: Tensor,
+                counted: Tensor, targets: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
+        """(classification, box) loss over the anchors of one image ([N, ...]
+        inputs) or of the batch ([B, N, ...]), divided by max(1, positives)."""
+        num_pos = max(float(pos.sum()), 1.0)
         loss_cls = self.loss_cls(flat_cls[counted], labels[counted], avg_factor=num_pos)
         if pos.any():
             pred = flat_reg[pos]
             if self.reg_decoded_bbox:
-                pred = self.bbox_coder.decode(anchors.expand(pos.shape[0], -1, -1)[pos], pred)
+                pred = self.bbox_coder.decode(anchors.expand(*pos.shape, 4)[pos], pred)
             loss_bbox = self.loss_bbox(pred, targets[pos], avg_factor=num_pos)
         else:  # keep the regression branch in the graph (DDP needs every parameter)
             loss_bbox = flat_reg.sum() * 0.0
-        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
+        return loss_cls, loss_bbox
+
+    def _anchors(self, featmap_sizes, device, metas: Sequence[dict]) -> list[Tensor]:
+        """Anchors of every level for the batch's padded input size."""
+        input_size = metas[0].get("batch_input_shape") if metas else None
+        return self.prior_generator.grid_anchors(featmap_sizes, device, input_size=input_size)
 
     def get_targets(self, anchors: Tensor, featmap_sizes, data_samples
                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -199,7 +234,7 @@ class RetinaHead(BaseModule):
         pos = anchors.new_zeros((batch, num), dtype=torch.bool)
         for i, sample in enumerate(data_samples):
             img_shape = sample.metainfo.get("img_shape")
-            if img_shape is not None:
+            if img_shape is not None and self.skip_padding_anchors:
                 inside = torch.cat(self.prior_generator.valid_flags(
                     featmap_sizes, img_shape, anchors.device))
             else:
@@ -232,7 +267,7 @@ class RetinaHead(BaseModule):
                         batch_img_metas: Sequence[dict], rescale: bool = True
                         ) -> list[InstanceData]:
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
-        anchors = self.prior_generator.grid_anchors(featmap_sizes, cls_scores[0].device)
+        anchors = self._anchors(featmap_sizes, cls_scores[0].device, batch_img_metas)
         cfg = self.test_cfg
         results = []
         for i, meta in enumerate(batch_img_metas):
