@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import threading
 from typing import Any
 
 from mmengine import registry as mme
 from mmengine.registry import Registry, build_from_cfg
 
-from toolbox.errors import ConfigArgumentError, UnknownComponentError
+from toolbox.errors import (ConfigArgumentError, PluginConflictError, ToolboxError,
+                            UnknownComponentError)
 
 SCOPE = "toolbox"
 LIST_COMMAND = "toolbox plugins"
@@ -53,16 +55,54 @@ def check_arguments(component, args: dict, where: str) -> None:
             f"Accepted arguments: {', '.join(accepted)}.")
 
 
+_building = threading.local()
+
+
+def build_stack() -> list[tuple[str, str, dict]]:
+    """The components being built right now, outermost first:
+    ``(kind, type name, arguments)`` (used to name config key paths)."""
+    if not hasattr(_building, "stack"):
+        _building.stack = []
+    return _building.stack
+
+
+def _constructor_error(exc: Exception, kind: str, name: str, args: dict) -> ToolboxError:
+    """A constructor's ``ValueError`` / ``TypeError`` as a :class:`ToolboxError`
+    naming the component, the config key path and the config file."""
+    from toolbox.config_check import describe_build_error
+    return describe_build_error(exc, kind, name, args, list(build_stack()))
+
+
 def build_checked(cfg: Any, registry: Registry, default_args: dict | None = None):
-    """Like mmengine's ``build_from_cfg`` with argument checks and clear errors."""
-    if isinstance(cfg, dict) and isinstance(cfg.get("type"), str):
-        component = registry.get(cfg["type"])
-        args = {k: v for k, v in cfg.items() if k not in ("type", "_scope_")}
-        for k, v in (default_args or {}).items():
-            args.setdefault(k, v)
-        where = getattr(registry, "kind", registry.name)
-        check_arguments(component, args, where)
-    return build_from_cfg(cfg, registry, default_args)
+    """Like mmengine's ``build_from_cfg`` with argument checks and clear errors.
+
+    A ``ValueError`` / ``TypeError`` raised by the component's constructor is
+    re-raised as :class:`ConfigValueError` / :class:`ConfigArgumentError`
+    naming the component, the config key path and file (when the config was
+    validated by :func:`toolbox.config_check.check_config`) and the cause.
+    """
+    if not (isinstance(cfg, dict) and isinstance(cfg.get("type"), str)):
+        return build_from_cfg(cfg, registry, default_args)
+    component = registry.get(cfg["type"])
+    args = {k: v for k, v in cfg.items() if k not in ("type", "_scope_")}
+    for k, v in (default_args or {}).items():
+        args.setdefault(k, v)
+    where = getattr(registry, "kind", registry.name)
+    stack = build_stack()
+    stack.append((where, cfg["type"], args))
+    try:
+        try:
+            check_arguments(component, args, where)
+        except ConfigArgumentError as exc:
+            from toolbox.config_check import locate
+            raise ConfigArgumentError(f"{exc}{locate(list(stack))}") from None
+        return build_from_cfg(cfg, registry, default_args)
+    except ToolboxError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise _constructor_error(exc, where, cfg["type"], args) from exc
+    finally:
+        stack.pop()
 
 
 class HookPointRegistry(Registry):
@@ -73,10 +113,18 @@ class HookPointRegistry(Registry):
         self.hook_point = hook_point
         self.kind = kind
         self.providers: dict[str, Any] = {}
+        #: names two plugins register, with the error a lookup raises
+        self.conflicts: dict[str, str] = {}
 
     def add_component(self, name: str, component, provider) -> None:
         self._register_module(component, module_name=name, force=True)
         self.providers[name] = provider
+
+    def add_conflict(self, name: str, message: str) -> None:
+        """Make looking ``name`` up raise :class:`PluginConflictError`."""
+        self._module_dict.pop(name, None)
+        self.providers.pop(name, None)
+        self.conflicts[name] = message
 
     def names(self) -> list[str]:
         from toolbox.plugins import ensure_loaded
@@ -86,6 +134,8 @@ class HookPointRegistry(Registry):
     def get(self, key: str):
         from toolbox.plugins import ensure_loaded
         ensure_loaded()
+        if isinstance(key, str) and key in self.conflicts:
+            raise PluginConflictError(self.conflicts[key])
         found = super().get(key)
         if found is None and isinstance(key, str):
             names = sorted(self._module_dict)
@@ -95,13 +145,22 @@ class HookPointRegistry(Registry):
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownComponentError(
                 f"unknown {self.kind} '{key}' (hook point '{self.hook_point}').{hint} "
-                f"Run `{LIST_COMMAND}` to list what is installed.")
+                f"Run `{LIST_COMMAND}` to list what is installed.{self._plugin_status(key)}")
         return found
+
+    def _plugin_status(self, key: str) -> str:
+        """Plugins that failed or were left out, and whether one provides ``key``."""
+        from toolbox.plugins import loaded_manager
+        try:
+            note = loaded_manager().explain_missing(self.hook_point, key)
+        except Exception:  # explaining must never hide the real error
+            return ""
+        return f" Plugins: {note}" if note else ""
 
     def __contains__(self, key) -> bool:
         from toolbox.plugins import ensure_loaded
         ensure_loaded()
-        return super().__contains__(key)
+        return key in self.conflicts or super().__contains__(key)
 
 
 # The hook-point registries. Models, datasets, transforms and metrics are
@@ -150,3 +209,4 @@ def clear_plugin_components() -> None:
     for reg in REGISTRIES.values():
         reg._module_dict.clear()
         reg.providers.clear()
+        reg.conflicts.clear()

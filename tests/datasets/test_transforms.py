@@ -252,6 +252,12 @@ def test_torch_backend_resizes_as_torchvision_generalized_rcnn_transform(hw):
     assert sx == pytest.approx(results["img_shape"][1] / w)
     assert sy == pytest.approx(results["img_shape"][0] / h)
 
+    # torchvision's order and arithmetic (0..1 units, normalise then resize): bit for bit
+    results = init_geometry(dict(img=img))
+    results = TRANSFORMS.build(dict(type="Normalize", scale=255, mean=mean, std=std))(results)
+    results = TRANSFORMS.build(dict(type="Resize", scale=(1333, 800), backend="torch"))(results)
+    assert torch.equal(torch.from_numpy(results["img"]).permute(2, 0, 1), expected)
+
 
 def test_torch_backend_needs_keep_ratio():
     with pytest.raises(ValueError, match="keep_ratio"):

@@ -147,6 +147,9 @@ def configure_amp(cfg) -> bool:
         raise ValueError(f"config key 'amp' works with optim_wrapper.type 'OptimWrapper' "
                          f"(or an AMP wrapper), got {kind!r}")
     wrapper["type"] = "MixedPrecisionOptimWrapper"
+    if amp == "float16" and not torch.cuda.is_available():
+        raise ValueError("config key 'amp' is 'float16', but there is no CUDA device; "
+                         "expected True or 'bfloat16' (the CPU's autocast dtype)")
     if isinstance(amp, str):
         wrapper["dtype"] = amp
     return True

@@ -55,14 +55,40 @@ def hand_class_frequencies(model, dataset) -> int:
 
 
 @HOOKS.register_module()
+class MixedPrecisionHook(Hook):
+    """Keeps heads' outputs and losses in fp32 under autocast (``amp=True``;
+    see :mod:`toolbox.engine.amp`); added by the runner, not by configs."""
+
+    priority = "VERY_HIGH"
+
+    def before_run(self, runner) -> None:
+        from toolbox.engine.amp import keep_fp32
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        count = keep_fp32(model)
+        wrapper = runner.optim_wrapper
+        dtype = getattr(wrapper, "cast_dtype", None)
+        print_log(f"mixed precision: {type(wrapper).__name__}, autocast dtype "
+                  f"{dtype or 'float16'}; fp32 outputs/inputs kept for {count} head and "
+                  "loss module(s)", logger="current")
+
+
+@HOOKS.register_module()
 class ProgressBarHook(Hook):
-    """tqdm progress bars for training iterations and val/test passes (rank 0)."""
+    """tqdm progress bars for training iterations and val/test passes (rank 0).
+
+    The training bar shows done/total iterations, elapsed time and ETA, it/s,
+    the loss, the epoch and, once a validation has run, the last value of
+    ``metric`` (default: the first metric the evaluator returns, e.g.
+    ``coco/bbox_mAP``).
+    """
 
     priority = "LOW"
 
-    def __init__(self, mininterval: float = 1.0):
+    def __init__(self, mininterval: float = 1.0, metric: str | None = None):
         self.mininterval = mininterval
+        self.metric = metric
         self._bar = None
+        self.postfix: dict = {}
 
     def _open(self, runner, total, desc, initial=0):
         from mmengine.dist import is_main_process
@@ -83,8 +109,21 @@ class ProgressBarHook(Hook):
         if self._bar is not None:
             self._bar.update(1)
             if outputs and "loss" in outputs:
-                self._bar.set_postfix(loss=f"{float(outputs['loss'].detach()):.3f}", epoch=runner.epoch + 1,
-                                      refresh=False)
+                self.postfix.update(loss=f"{float(outputs['loss'].detach()):.3f}",
+                                    epoch=runner.epoch + 1)
+                self._bar.set_postfix(self.postfix, refresh=False)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self._after_epoch(runner, "val")
+        if not metrics:
+            return
+        key = self.metric if self.metric in metrics else \
+            next((k for k, v in metrics.items() if isinstance(v, (int, float))), None)
+        if key is None:
+            return
+        self.postfix[key.split("/")[-1]] = f"{float(metrics[key]):.4f}"
+        if self._bar is not None:
+            self._bar.set_postfix(self.postfix, refresh=True)
 
     def after_train(self, runner):
         self._close()

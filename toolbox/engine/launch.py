@@ -32,6 +32,31 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
                         help="job launcher (tools/dist_train.sh uses pytorch)")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    switches = parser.add_argument_group(
+        "training switches (each sets the config key named in brackets)")
+    switches.add_argument("--amp", action="store_true",
+                          help="mixed precision: fp16 + loss scaling on CUDA, bf16 on CPU [amp=True]")
+    switches.add_argument("--ema", nargs="?", const=True, type=float, metavar="MOMENTUM",
+                          help="keep an EMA of the weights, validate and save it "
+                               "(default momentum 0.0002) [ema.momentum]")
+    switches.add_argument("--accumulate", type=int, metavar="K",
+                          help="one optimizer step per K batches "
+                               "[optim_wrapper.accumulative_counts=K]")
+    switches.add_argument("--auto-scale-lr", action="store_true",
+                          help="scale the LR by world size x batch x K / base batch size "
+                               "[auto_scale_lr.enable=True]")
+    switches.add_argument("--base-batch-size", type=int, metavar="B",
+                          help="the batch size the config's LR was tuned for "
+                               "[auto_scale_lr.base_batch_size=B]")
+    switches.add_argument("--save-best", nargs="?", const="auto", metavar="METRIC",
+                          help="also keep best_<METRIC>_*.pth, e.g. coco/bbox_mAP "
+                               "(default: the first metric) [save_best]")
+    switches.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                          help="stop after PATIENCE validations without improvement of "
+                               "the save_best metric [early_stopping.patience]")
+    switches.add_argument("--sync-bn", action="store_true",
+                          help="synchronise BatchNorm statistics across processes under "
+                               "DDP [sync_bn=True]")
     return parser
 
 
@@ -79,10 +104,12 @@ def _register_engine_extras() -> None:
 def train(args: argparse.Namespace):
     """Train (and validate) as the config says; returns the Runner."""
     from toolbox.engine.runner import build_runner
+    from toolbox.engine.switches import apply_cli_switches
     _register_engine_extras()
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = _load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
+    apply_cli_switches(cfg, args)
     runner = build_runner(cfg, launcher=args.launcher, resume=args.resume)
     runner.train()
     return runner

@@ -2,7 +2,10 @@
 
 Adds to plain ``Runner.from_cfg``: config validation with clear errors
 before anything is built, the safe-checkpoint machinery, the class-frequency
-hook, CPU-friendly distributed set-up (gloo), and a robust ``--resume``.
+hook, CPU-friendly distributed set-up (gloo), a robust ``--resume``, and the
+training switches of :mod:`toolbox.engine.switches` (``amp``, ``ema``,
+``accumulative_counts``, ``auto_scale_lr``, ``save_best``, ``early_stopping``,
+``sync_bn``).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from toolbox.engine import checkpoint as ckpt
+from toolbox.engine.switches import configure_switches
 from toolbox.errors import ConfigArgumentError
 from toolbox.registry import DATASETS, METRICS, MODELS, check_arguments
 
@@ -147,6 +151,7 @@ def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = Fa
     cfg.launcher = launcher
     if launcher != "none" and not torch.cuda.is_available():
         _setup_cpu_distributed(cfg)
+    configure_switches(cfg, launcher)
     hooks = list(cfg.get("custom_hooks", []) or [])
     present = {h.get("type") for h in hooks if isinstance(h, dict)}
     hooks += [dict(type=name) for name in _TOOLBOX_HOOKS if name not in present]

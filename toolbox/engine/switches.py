@@ -19,7 +19,9 @@ from toolbox.engine.amp import configure_amp
 from toolbox.errors import ConfigArgumentError
 
 EMA_DEFAULTS = dict(ema_type="ExpMomentumEMA", momentum=0.0002, priority=49)
-EARLY_STOPPING_DEFAULTS = dict(patience=5, min_delta=0.0)
+# min_delta: an improvement must exceed it (mmengine counts a tie as one when it is
+# 0, and its default 0.1 is a tenth of the whole AP range)
+EARLY_STOPPING_DEFAULTS = dict(patience=5, min_delta=1e-4)
 
 
 def apply_cli_switches(cfg, args) -> None:

@@ -70,16 +70,21 @@ def batched_nms_postprocess(bboxes: Tensor, scores: Tensor, labels: Tensor,
 
 
 def proposal_nms(boxes: list[Tensor], scores: list[Tensor], min_bbox_size: float,
-                 iou_thr: float, max_per_img: int) -> tuple[Tensor, Tensor]:
+                 iou_thr: float, max_per_img: int, score_thr: float = 0.0
+                 ) -> tuple[Tensor, Tensor]:
     """RPN post-processing of one image's per-level candidates: drop boxes
-    not wider and taller than ``min_bbox_size``, NMS within each pyramid
-    level, keep the ``max_per_img`` best (all when <= 0). Returns
+    not wider and taller than ``min_bbox_size``, then those scoring below
+    ``score_thr`` (torchvision's ``rpn_score_thresh``), NMS within each
+    pyramid level, keep the ``max_per_img`` best (all when <= 0). Returns
     ``(boxes [K, 4], scores [K])``."""
     levels = torch.cat([torch.full_like(s, i, dtype=torch.long) for i, s in enumerate(scores)])
     boxes, scores = torch.cat(boxes), torch.cat(scores)
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     large = (widths > min_bbox_size) & (heights > min_bbox_size)
     boxes, scores, levels = boxes[large], scores[large], levels[large]
+    if score_thr > 0:
+        confident = scores >= score_thr
+        boxes, scores, levels = boxes[confident], scores[confident], levels[confident]
     if boxes.numel():
         keep = batched_nms(boxes.float(), scores.float(), levels, float(iou_thr))
         if max_per_img > 0:

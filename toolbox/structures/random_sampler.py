@@ -22,9 +22,15 @@ class RandomSampler:
             for the RPN, 0.25 for the RoI head).
         neg_pos_ub: at most ``neg_pos_ub`` negatives per positive (counting
             at least one positive); negative means no bound.
+        always_permute: draw a random permutation of the positives and of
+            the negatives even when all of them are kept (the kept ones then
+            come in random order), as torchvision's
+            ``BalancedPositiveNegativeSampler`` does: with the same seed both
+            then draw the same priors.
     """
 
-    def __init__(self, num: int, pos_fraction: float, neg_pos_ub: float = -1):
+    def __init__(self, num: int, pos_fraction: float, neg_pos_ub: float = -1,
+                 always_permute: bool = False):
         if not isinstance(num, int) or num < 1:
             raise ValueError(f"RandomSampler: 'num' must be a positive int, got {num!r}")
         if not 0.0 <= pos_fraction <= 1.0:
@@ -32,10 +38,10 @@ class RandomSampler:
         self.num = num
         self.pos_fraction = float(pos_fraction)
         self.neg_pos_ub = float(neg_pos_ub)
+        self.always_permute = bool(always_permute)
 
-    @staticmethod
-    def _draw(candidates: Tensor, count: int, generator) -> Tensor:
-        if candidates.numel() <= count:
+    def _draw(self, candidates: Tensor, count: int, generator) -> Tensor:
+        if candidates.numel() <= count and not self.always_permute:
             return candidates
         order = torch.randperm(candidates.numel(), generator=generator,
                                device="cpu").to(candidates.device)

@@ -8,10 +8,12 @@
 # category id of each of its model's labels, so the results JSON is right.
 default_scope = "toolbox"
 data_root = "data/coco/"
+# Normalise first, then resize, with torchvision's arithmetic (0..1 pixels),
+# so that the network sees torchvision's input bit for bit.
 test_pipeline = [
     dict(type="LoadImage"),
+    dict(type="Normalize", scale=255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
     dict(type="Resize", scale=(1333, 800), keep_ratio=True, backend="torch"),
-    dict(type="Normalize", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
     dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]

@@ -11,9 +11,18 @@ class Normalize:
 
     The defaults are ImageNet's statistics (what torchvision/timm backbones
     were trained with).
+
+    ``scale``: divide by it first, with ``mean`` / ``std`` in the scaled
+    units: ``scale=255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224,
+    0.225)`` is torchvision's arithmetic on its 0..1 images, bit for bit
+    (the reference configs use it; the default form differs by float rounding).
     """
 
-    def __init__(self, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)):
+    def __init__(self, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
+                 scale: float = 1.0):
+        if not scale > 0:
+            raise ValueError(f"Normalize: scale must be positive, got {scale!r}")
+        self.scale = np.float32(scale)
         self.mean = np.asarray(mean, np.float32).reshape(1, 1, -1)
         self.std = np.asarray(std, np.float32).reshape(1, 1, -1)
         if self.mean.size != 3 or self.std.size != 3:
@@ -23,9 +32,11 @@ class Normalize:
 
     def __call__(self, results: dict) -> dict:
         img = results["img"].astype(np.float32)
+        if self.scale != 1:
+            img = img / self.scale
         results["img"] = (img - self.mean) / self.std
-        results["img_norm_cfg"] = dict(mean=self.mean.ravel().tolist(),
-                                       std=self.std.ravel().tolist())
+        results["img_norm_cfg"] = dict(mean=(self.mean.ravel() * self.scale).tolist(),
+                                       std=(self.std.ravel() * self.scale).tolist())
         return results
 
     def __repr__(self) -> str:

@@ -40,8 +40,9 @@ class Resize:
     the factor is computed in float32, the image is resized as float32 by
     ``F.interpolate(bilinear, scale_factor, recompute_scale_factor=True)``
     (new size ``floor(size * factor)``, not rounded; no antialiasing) and
-    stays float32 (0..255, unrounded), and boxes are scaled by new / old per
-    axis. ``keep_ratio`` must be on; masks and label maps still use the
+    stays float32 (unrounded), and boxes are scaled by new / old per axis.
+    Put it after ``Normalize(scale=255, ...)`` to get torchvision's pixels
+    bit for bit (torchvision normalises, then resizes). ``keep_ratio`` must be on; masks and label maps still use the
     nearest-neighbour path.
     """
 
@@ -96,7 +97,7 @@ class Resize:
         short, long = torch.tensor([min(h, w), max(h, w)], dtype=torch.float32)
         factor = torch.min(min(self.scale) / short, max(self.scale) / long).item()
         tensor = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
-        tensor = tensor.reshape(h, w, -1).permute(2, 0, 1)[None]
+        tensor = tensor.reshape(h, w, -1).permute(2, 0, 1).contiguous()[None]
         out = F.interpolate(tensor, scale_factor=factor, mode="bilinear",
                             recompute_scale_factor=True, align_corners=False)[0]
         new_h, new_w = out.shape[-2:]

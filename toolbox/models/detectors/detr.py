@@ -31,6 +31,11 @@ class DETR(SingleStageDetector):
         neck: optional ``NECKS`` config (or list of them, applied in order).
         bbox_head: a ``HEADS`` config, normally ``DETRHead``; its
             ``in_channels`` is filled from the last map's width.
+        pad_size_divisor: the multiple the batch is padded to (bottom/right);
+            None (default) uses the backbone's / neck's ``size_divisor``; 1
+            pads only to the largest image of the batch, as the official DETR
+            (set the data pipeline's ``Pad`` and the collate ``size_divisor``
+            to match).
         data_preprocessor, init_cfg: as :class:`SingleStageDetector`.
 
     ``forward(inputs, data_samples=None, mode='tensor')``: ``'loss'`` the
@@ -40,8 +45,13 @@ class DETR(SingleStageDetector):
     ``'tensor'`` the class logits [L, B, Q, C + 1] and boxes [L, B, Q, 4].
     """
 
-    def __init__(self, backbone, neck=None, bbox_head=None, data_preprocessor=None,
-                 init_cfg=None):
+    def __init__(self, backbone, neck=None, bbox_head=None, pad_size_divisor: int | None = None,
+                 data_preprocessor=None, init_cfg=None):
+        if pad_size_divisor is not None and (not isinstance(pad_size_divisor, int)
+                                             or isinstance(pad_size_divisor, bool)
+                                             or pad_size_divisor < 1):
+            raise ValueError(f"DETR: 'pad_size_divisor' must be None or a positive int, got "
+                             f"{pad_size_divisor!r}")
         if bbox_head is None:
             raise ValueError("DETR: 'bbox_head' is required (a HEADS config such as "
                              "dict(type='DETRHead', num_classes=...))")
@@ -49,10 +59,16 @@ class DETR(SingleStageDetector):
         # built here with in_channels = the width of the last map only
         super().__init__(backbone, neck=neck, bbox_head=nn.Identity(),
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.pad_size_divisor = pad_size_divisor
         source, name = (self.neck, "neck") if self.neck is not None else (self.backbone, "backbone")
         channels = declared(source, "out_channels")
         self.bbox_head = self._build_part(bbox_head, HEADS, "bbox_head", {
             "in_channels": (channels[-1] if channels else None, name)})
+
+    @property
+    def size_divisor(self) -> int:
+        divisor = getattr(self, "pad_size_divisor", None)
+        return super().size_divisor if divisor is None else divisor
 
     def forward_tensor(self, inputs, data_samples: Sequence[DetDataSample] | None = None):
         batch = self._batch_inputs(inputs)

@@ -30,13 +30,14 @@ from typing import Sequence
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part, ground_truth,
-                                          sample_metas)
+from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part, flip_boxes,
+                                          ground_truth, sample_metas, scale_factor_of)
 from toolbox.models.layers.detr_transformer import DETRTransformer
 from toolbox.models.layers.positional_encoding import build_positional_encoding
 from toolbox.registry import HEADS, check_arguments
@@ -49,7 +50,8 @@ DEFAULT_LOSS_CLS = dict(type="CrossEntropyLoss", loss_weight=1.0)
 DEFAULT_LOSS_BBOX = dict(type="L1Loss", loss_weight=5.0)
 DEFAULT_LOSS_IOU = dict(type="GIoULoss", loss_weight=2.0)
 DEFAULT_MATCHER = dict(cost_class=1.0, cost_bbox=5.0, cost_giou=2.0)
-DEFAULT_TEST_CFG = dict(max_per_img=100)
+DEFAULT_TEST_CFG = dict(max_per_img=100, one_label_per_query=False, clip_boxes=True)
+PADDING_MASKS = ("cover", "nearest")
 
 
 class MLP(nn.Module):
@@ -103,8 +105,22 @@ class DETRHead(BaseModule):
         loss_cls / loss_bbox / loss_iou: ``LOSSES`` configs (CE 1, L1 5, GIoU 2).
         eos_coef: weight of the "no object" class in the classification loss.
         aux_loss: apply the losses to every decoder layer, not only the last.
-        test_cfg: ``max_per_img``: detections kept per image (top scores over
-            queries x classes).
+        padding_mask: how the feature map's padding mask is made from each
+            image's ``img_shape`` in the padded ``batch_input_shape``:
+            ``'cover'`` (default): a cell is valid if it covers any image
+            pixel; ``'nearest'``: the pixel mask is nearest-interpolated to the
+            feature size, as the official DETR and HF transformers do (the
+            two differ only where float rounding puts a cell edge on the
+            image border).
+        test_cfg: ``max_per_img`` (100): detections kept per image;
+            ``one_label_per_query`` (False): False ranks every (query, class)
+            pair by softmax score (no-object excluded) and keeps the top
+            ``max_per_img``; True keeps each query once with its best class,
+            as the official DETR's ``PostProcess`` and HF's
+            ``post_process_object_detection`` do (then sorted by score, at
+            most ``max_per_img`` queries); ``clip_boxes`` (True): clip boxes to
+            the image; False leaves them as predicted (as the official DETR,
+            whose boxes may reach past the image border).
     """
 
     def __init__(self, num_classes: int, in_channels: int | Sequence[int], embed_dims: int = 256,
@@ -112,7 +128,7 @@ class DETRHead(BaseModule):
                  positional_encoding: dict | nn.Module | None = None, matcher: dict | None = None,
                  loss_cls: dict | None = None, loss_bbox: dict | None = None,
                  loss_iou: dict | None = None, eos_coef: float = 0.1, aux_loss: bool = True,
-                 test_cfg: dict | None = None, init_cfg=None):
+                 padding_mask: str = "cover", test_cfg: dict | None = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"DETRHead: 'num_classes' must be a positive int, got {num_classes!r}")
@@ -128,6 +144,9 @@ class DETRHead(BaseModule):
             raise ValueError(f"DETRHead: 'num_queries' must be a positive int, got {num_queries!r}")
         if not 0 <= eos_coef <= 1:
             raise ValueError(f"DETRHead: 'eos_coef' must be in [0, 1], got {eos_coef}")
+        if padding_mask not in PADDING_MASKS:
+            raise ValueError(f"DETRHead: 'padding_mask' must be one of {PADDING_MASKS}, "
+                             f"got {padding_mask!r}")
         unknown = set(test_cfg or {}) - set(DEFAULT_TEST_CFG)
         if unknown:
             raise ValueError(f"DETRHead: unknown test_cfg key(s) {sorted(unknown)}; "
@@ -138,6 +157,7 @@ class DETRHead(BaseModule):
         self.num_queries = num_queries
         self.eos_coef = float(eos_coef)
         self.aux_loss = bool(aux_loss)
+        self.padding_mask_mode = padding_mask
         self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
 
         self.transformer = build_transformer(transformer or {}, embed_dims)
@@ -182,6 +202,32 @@ class DETRHead(BaseModule):
             mask[i, :, valid_w:] = True
         return mask
 
+    @staticmethod
+    def nearest_padding_mask(feat: Tensor, batch_img_metas: Sequence[dict] | None) -> Tensor:
+        """[B, h, w] bool, True at padding: each image's pixel mask in the
+        padded ``batch_input_shape``, nearest-interpolated to the feature size
+        (the official DETR's and HF's rule)."""
+        batch, _, h, w = feat.shape
+        if batch_img_metas is None:
+            return feat.new_zeros((batch, h, w), dtype=torch.bool)
+        if len(batch_img_metas) != batch:
+            raise ValueError(f"DETRHead: {len(batch_img_metas)} image metas for a batch of {batch}")
+        shapes = {tuple(m["batch_input_shape"][:2]) for m in batch_img_metas
+                  if "batch_input_shape" in m}
+        if not shapes:
+            return feat.new_zeros((batch, h, w), dtype=torch.bool)
+        if len(shapes) > 1:
+            raise ValueError(f"DETRHead: the image metas disagree on 'batch_input_shape': "
+                             f"{sorted(shapes)}")
+        pad_h, pad_w = shapes.pop()
+        pixels = feat.new_zeros((batch, pad_h, pad_w))
+        for i, meta in enumerate(batch_img_metas):
+            if "img_shape" in meta and "batch_input_shape" in meta:
+                img_h, img_w = meta["img_shape"][:2]
+                pixels[i, img_h:, :] = 1.0
+                pixels[i, :, img_w:] = 1.0
+        return F.interpolate(pixels[None], size=(h, w))[0].bool()
+
     def forward(self, feats: Sequence[Tensor], batch_img_metas: Sequence[dict] | None = None
                 ) -> tuple[Tensor, Tensor]:
         """Per decoder layer: class logits [L, B, Q, C + 1] and boxes
@@ -190,7 +236,9 @@ class DETRHead(BaseModule):
         if feat.dim() != 4 or feat.shape[1] != self.in_channels:
             raise ValueError(f"DETRHead: expected the last feature map as [B, in_channels="
                              f"{self.in_channels}, H, W], got {tuple(feat.shape)}")
-        mask = self.padding_mask(feat, batch_img_metas)
+        make_mask = (self.padding_mask if self.padding_mask_mode == "cover"
+                     else self.nearest_padding_mask)
+        mask = make_mask(feat, batch_img_metas)
         pos = self.positional_encoding(mask).to(feat.dtype)
         hs, _ = self.transformer(self.input_proj(feat), mask, self.query_embed.weight, pos)
         return self.class_embed(hs), self.bbox_embed(hs).sigmoid()
@@ -273,9 +321,10 @@ class DETRHead(BaseModule):
     def predict(self, feats: Sequence[Tensor], data_samples=None,
                 rescale: bool = True) -> list[InstanceData]:
         """Top ``max_per_img`` (query, class) pairs per image by softmax score
-        (no-object excluded); with ``rescale`` in original-image coordinates
-        (flip undone, divided by ``scale_factor``, clipped to ``ori_shape``),
-        else in ``img_shape`` coordinates."""
+        (no-object excluded; one pair per query with ``one_label_per_query``);
+        with ``rescale`` in original-image coordinates (flip undone, divided by
+        ``scale_factor``, clipped to ``ori_shape`` unless ``clip_boxes`` is
+        off), else in ``img_shape`` coordinates."""
         batch = feats[-1].shape[0]
         metas = sample_metas(data_samples, batch)
         all_cls, all_boxes = self(feats, metas if data_samples is not None else None)
@@ -283,13 +332,20 @@ class DETRHead(BaseModule):
 
     def predict_by_feat(self, cls_logits: Tensor, boxes: Tensor, batch_img_metas: Sequence[dict],
                         rescale: bool = True) -> list[InstanceData]:
+        clip = self.test_cfg["clip_boxes"]
         results = []
         for i, meta in enumerate(batch_img_metas):
-            scores = cls_logits[i].softmax(-1)[:, :-1]
-            k = min(self.test_cfg["max_per_img"], scores.numel())
-            scores, index = scores.flatten().topk(k)
-            labels = index % self.num_classes
-            query = torch.div(index, self.num_classes, rounding_mode="floor")
+            probs = cls_logits[i].softmax(-1)[:, :-1]
+            if self.test_cfg["one_label_per_query"]:
+                scores, labels = probs.max(-1)
+                k = min(self.test_cfg["max_per_img"], scores.numel())
+                scores, query = scores.topk(k)
+                labels = labels[query]
+            else:
+                k = min(self.test_cfg["max_per_img"], probs.numel())
+                scores, index = probs.flatten().topk(k)
+                labels = index % self.num_classes
+                query = torch.div(index, self.num_classes, rounding_mode="floor")
             if "img_shape" in meta:
                 w, h = self._image_wh(meta)
                 size = (h, w)
@@ -298,9 +354,18 @@ class DETRHead(BaseModule):
                 size = None
             bboxes = box_convert(boxes[i, query], "cxcywh", "xyxy")
             bboxes = bboxes * bboxes.new_tensor([w, h, w, h])
-            if size is not None:
+            if size is not None and clip:
                 bboxes = clip_boxes(bboxes, size)
             if rescale:
-                bboxes = boxes_to_original(bboxes, meta)
+                bboxes = boxes_to_original(bboxes, meta) if clip else self._unclipped_original(
+                    bboxes, meta)
             results.append(InstanceData(bboxes=bboxes, scores=scores, labels=labels))
         return results
+
+    @staticmethod
+    def _unclipped_original(bboxes: Tensor, meta: dict) -> Tensor:
+        """``boxes_to_original`` without the clipping (``clip_boxes=False``)."""
+        if meta.get("flip", False):
+            bboxes = flip_boxes(bboxes, meta["img_shape"], meta.get("flip_direction", "horizontal"))
+        w_scale, h_scale = scale_factor_of(meta)
+        return bboxes / bboxes.new_tensor([w_scale, h_scale, w_scale, h_scale])

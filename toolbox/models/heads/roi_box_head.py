@@ -36,7 +36,7 @@ DEFAULT_SAMPLER = dict(num=512, pos_fraction=0.25, neg_pos_ub=-1)
 DEFAULT_BBOX_CODER = dict(target_means=(0.0, 0.0, 0.0, 0.0), target_stds=(0.1, 0.1, 0.2, 0.2))
 DEFAULT_LOSS_CLS = dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0)
 DEFAULT_LOSS_BBOX = dict(type="L1Loss", loss_weight=1.0)
-DEFAULT_TEST_CFG = dict(score_thr=0.05, iou_thr=0.5, max_per_img=100)
+DEFAULT_TEST_CFG = dict(score_thr=0.05, iou_thr=0.5, max_per_img=100, min_bbox_size=0.0)
 
 
 def map_roi_levels(boxes: Tensor, strides: Sequence[int], canonical_scale: float = 224.0,
@@ -67,7 +67,15 @@ class RoIBoxHead(BaseModule):
             :class:`RandomSampler`, :class:`DeltaXYWHBBoxCoder` arguments.
         loss_cls: a softmax ``LOSSES`` config (default ``CrossEntropyLoss``).
         loss_bbox: a ``LOSSES`` config (default ``L1Loss``; ``SmoothL1Loss``).
-        test_cfg: ``score_thr``, ``iou_thr`` (per-class NMS), ``max_per_img``.
+        test_cfg: ``score_thr``, ``iou_thr`` (per-class NMS), ``max_per_img``,
+            ``min_bbox_size`` (boxes narrower or lower than it are dropped
+            before NMS; torchvision's 1e-2; default 0: none).
+        roi_levels: indices of the input levels RoIs are pooled from (default
+            all), e.g. ``(0, 1, 2, 3)`` to leave out FPN's max-pooled P6 as
+            torchvision's ``MultiScaleRoIAlign(['0', '1', '2', '3'])`` does;
+            their strides are the ones the level mapping needs.
+        gt_proposals: where training adds the ground-truth boxes to the
+            proposals: ``'first'`` (default) or ``'last'`` (torchvision).
     """
 
     def __init__(self, num_classes: int, in_channels: int | Sequence[int],
@@ -76,8 +84,14 @@ class RoIBoxHead(BaseModule):
                  canonical_scale: float = 224.0, canonical_level: int = 4,
                  assigner: dict | None = None, sampler: dict | None = None,
                  bbox_coder: dict | None = None, loss_cls: dict | None = None,
-                 loss_bbox: dict | None = None, test_cfg: dict | None = None, init_cfg=None):
+                 loss_bbox: dict | None = None, test_cfg: dict | None = None,
+                 roi_levels: Sequence[int] | None = None, gt_proposals: str = "first",
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if gt_proposals not in ("first", "last"):
+            raise ValueError(f"RoIBoxHead: 'gt_proposals' must be 'first' or 'last', "
+                             f"got {gt_proposals!r}")
+        self.gt_proposals = gt_proposals
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"RoIBoxHead: 'num_classes' must be a positive int, got {num_classes!r}")
         if not isinstance(in_channels, int):
@@ -87,10 +101,20 @@ class RoIBoxHead(BaseModule):
                                  f"width for all levels), got widths {tuple(in_channels)}")
             in_channels = widths.pop()
         strides = tuple(int(s) for s in strides)
-        if not strides or any(s <= 0 or s & (s - 1) for s in strides) or any(
-                b != 2 * a for a, b in zip(strides, strides[1:])):
-            raise ValueError("RoIBoxHead: 'strides' must be consecutive powers of two in "
-                             f"increasing order (e.g. (8, 16, 32)), got {strides}")
+        if roi_levels is None:
+            roi_levels = tuple(range(len(strides)))
+        roi_levels = tuple(roi_levels)
+        if not roi_levels or any(not isinstance(i, int) or not 0 <= i < len(strides)
+                                 for i in roi_levels) or list(roi_levels) != sorted(set(roi_levels)):
+            raise ValueError(f"RoIBoxHead: 'roi_levels' must be increasing indices into the "
+                             f"{len(strides)} input levels {strides}, got {roi_levels}")
+        self.roi_levels = roi_levels
+        pooled = tuple(strides[i] for i in roi_levels)
+        if any(s <= 0 or s & (s - 1) for s in pooled) or any(
+                b != 2 * a for a, b in zip(pooled, pooled[1:])):
+            raise ValueError("RoIBoxHead: the strides of the pooled levels must be consecutive "
+                             f"powers of two in increasing order (e.g. (8, 16, 32)), got {pooled}")
+        self.roi_strides = pooled
         if num_fcs < 1:
             raise ValueError(f"RoIBoxHead: 'num_fcs' must be >= 1, got {num_fcs}")
         self.num_classes = num_classes
@@ -150,10 +174,11 @@ class RoIBoxHead(BaseModule):
         if len(feats) != len(self.strides):
             raise ValueError(f"RoIBoxHead: got {len(feats)} feature maps for "
                              f"{len(self.strides)} strides {self.strides}")
+        feats = [feats[i] for i in self.roi_levels]
         out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], self.roi_size, self.roi_size))
-        levels = map_roi_levels(rois[:, 1:], self.strides, self.canonical_scale,
+        levels = map_roi_levels(rois[:, 1:], self.roi_strides, self.canonical_scale,
                                 self.canonical_level)
-        for level, (feat, stride) in enumerate(zip(feats, self.strides)):
+        for level, (feat, stride) in enumerate(zip(feats, self.roi_strides)):
             index = torch.nonzero(levels == level).flatten()
             if index.numel():
                 out[index] = roi_align(feat, rois[index], self.roi_size, 1.0 / stride,
@@ -199,7 +224,9 @@ class RoIBoxHead(BaseModule):
         """Sampled RoIs of one image (gt boxes added first), their labels
         (``num_classes`` = background), delta targets and positive mask."""
         gt_boxes, gt_labels, ignored = ground_truth(sample, device, self.num_classes, "RoIBoxHead")
-        candidates = torch.cat([gt_boxes, proposals.to(device).reshape(-1, 4)])
+        proposals = proposals.to(device).reshape(-1, 4)
+        candidates = torch.cat([proposals, gt_boxes] if self.gt_proposals == "last"
+                               else [gt_boxes, proposals])
         result = self.assigner.assign(candidates, gt_boxes, gt_labels, ignored)
         pos, neg = self.sampler.sample(result.gt_inds)
         chosen = torch.cat([pos, neg])
@@ -240,6 +267,10 @@ class RoIBoxHead(BaseModule):
         decoded = self.bbox_coder.decode(priors, deltas.view(-1, self.num_classes, 4),
                                          max_shape=meta.get("img_shape"))
         keep = scores > cfg["score_thr"]
+        if cfg["min_bbox_size"] > 0:
+            size = cfg["min_bbox_size"]
+            keep &= ((decoded[..., 2] - decoded[..., 0]) >= size) & \
+                ((decoded[..., 3] - decoded[..., 1]) >= size)
         labels = torch.nonzero(keep)[:, 1]
         boxes, scores, labels = batched_nms_postprocess(
             decoded[keep], scores[keep], labels, cfg["iou_thr"], cfg["max_per_img"])

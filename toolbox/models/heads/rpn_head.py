@@ -44,7 +44,8 @@ DEFAULT_ASSIGNER = dict(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3,
 DEFAULT_SAMPLER = dict(num=256, pos_fraction=0.5, neg_pos_ub=-1)
 DEFAULT_LOSS_CLS = dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0)
 DEFAULT_LOSS_BBOX = dict(type="L1Loss", loss_weight=1.0)
-DEFAULT_TEST_CFG = dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_size=0)
+DEFAULT_TEST_CFG = dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_size=0,
+                        min_score=0.0)
 
 
 class RPNHead(BaseModule):
@@ -66,17 +67,27 @@ class RPNHead(BaseModule):
         loss_cls: a ``LOSSES`` config (default sigmoid ``CrossEntropyLoss``).
         loss_bbox: a ``LOSSES`` config (default ``L1Loss``; ``SmoothL1Loss``
             works too).
-        test_cfg: ``nms_pre`` (anchors kept per level before NMS),
-            ``iou_thr``, ``max_per_img``, ``min_bbox_size`` (boxes whose
-            width or height is not above it are dropped).
+        test_cfg: ``nms_pre`` (anchors kept per level before NMS, the best
+            objectness logits), ``iou_thr``, ``max_per_img``,
+            ``min_bbox_size`` (boxes whose width or height is not above it
+            are dropped), ``min_score`` (then boxes whose objectness is below
+            it; torchvision's ``rpn_score_thresh``, default 0: none).
+        ignore_padding: anchors whose cell covers only batch padding take no
+            part in training (default); False assigns them like every other
+            anchor, as torchvision's RPN does.
+
+    With the anchor generator's ``stride_from_input``, anchors are laid out
+    from the padded batch shape (``metainfo['batch_input_shape']``).
     """
 
     def __init__(self, in_channels: int | Sequence[int], strides: Sequence[int],
                  feat_channels: int = 256, anchor_generator: dict | None = None,
                  assigner: dict | None = None, sampler: dict | None = None,
                  bbox_coder: dict | None = None, loss_cls: dict | None = None,
-                 loss_bbox: dict | None = None, test_cfg: dict | None = None, init_cfg=None):
+                 loss_bbox: dict | None = None, test_cfg: dict | None = None,
+                 ignore_padding: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        self.ignore_padding = bool(ignore_padding)
         if not isinstance(in_channels, int):
             widths = set(in_channels)
             if len(widths) != 1:
@@ -144,7 +155,8 @@ class RPNHead(BaseModule):
                              f"of {cls_scores[0].shape[0]} images")
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         device = cls_scores[0].device
-        anchors = torch.cat(self.prior_generator.grid_anchors(featmap_sizes, device))
+        anchors = torch.cat(self._grid_anchors(featmap_sizes, device,
+                                               [s.metainfo for s in data_samples]))
         flat_cls = flatten_levels(cls_scores, 1)[..., 0]
         flat_reg = flatten_levels(bbox_preds, 4)
         logits, labels, deltas, targets = [], [], [], []
@@ -172,7 +184,7 @@ class RPNHead(BaseModule):
         ground-truth box of each positive."""
         num = anchors.shape[0]
         img_shape = sample.metainfo.get("img_shape")
-        if img_shape is not None:
+        if img_shape is not None and self.ignore_padding:
             inside = torch.cat(self.prior_generator.valid_flags(featmap_sizes, img_shape,
                                                                 anchors.device))
         else:
@@ -209,26 +221,33 @@ class RPNHead(BaseModule):
                                              [b.detach() for b in bbox_preds], metas, cfg)
         return losses, proposals
 
+    def _grid_anchors(self, featmap_sizes, device, metas: Sequence[dict]) -> list[Tensor]:
+        """Anchors per level; the padded batch shape goes along for the
+        generator's ``stride_from_input``."""
+        input_size = metas[0].get("batch_input_shape") if metas else None
+        return self.prior_generator.grid_anchors(featmap_sizes, device, input_size=input_size)
+
     def predict_by_feat(self, cls_scores, bbox_preds, batch_img_metas: Sequence[dict],
                         cfg: dict) -> list[InstanceData]:
         """Proposals (``bboxes``, ``scores``) in ``img_shape`` coordinates."""
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
-        anchors = self.prior_generator.grid_anchors(featmap_sizes, cls_scores[0].device)
+        anchors = self._grid_anchors(featmap_sizes, cls_scores[0].device, batch_img_metas)
         results = []
         for i, meta in enumerate(batch_img_metas):
             img_shape = meta.get("img_shape")
             boxes, scores = [], []
             for level, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
-                score = cls[i].permute(1, 2, 0).reshape(-1).sigmoid()
+                logit = cls[i].permute(1, 2, 0).reshape(-1)
                 delta = reg[i].permute(1, 2, 0).reshape(-1, 4)
-                if 0 < cfg["nms_pre"] < score.numel():
-                    score, keep = score.topk(int(cfg["nms_pre"]))
+                if cfg["nms_pre"] > 0:  # the best logits (no ties made by the sigmoid)
+                    logit, keep = logit.topk(min(int(cfg["nms_pre"]), logit.numel()))
                     delta, prior = delta[keep], anchors[level][keep]
                 else:
                     prior = anchors[level]
                 boxes.append(self.bbox_coder.decode(prior, delta, max_shape=img_shape))
-                scores.append(score)
+                scores.append(logit.sigmoid())
             kept_boxes, kept_scores = proposal_nms(boxes, scores, cfg["min_bbox_size"],
-                                                   cfg["iou_thr"], cfg["max_per_img"])
+                                                   cfg["iou_thr"], cfg["max_per_img"],
+                                                   cfg["min_score"])
             results.append(InstanceData(bboxes=kept_boxes, scores=kept_scores))
         return results
