@@ -48,14 +48,15 @@ def collect(**env):
     return PluginManager(builtins=False, environ=env).collect()
 
 
-def test_two_plugins_one_name_is_an_error_naming_both(site):
+def test_two_plugins_one_name_is_an_error_naming_both_only_on_lookup(site):
     make_dist(site, "alpha-nets", "1.2.0", "alpha_mod",
               COMPONENT.format(cls="DupNet", result="[DupNet]"))
     make_dist(site, "beta-nets", "0.3.1", "beta_mod",
               COMPONENT.format(cls="DupNet", result="[DupNet]"))
-    with pytest.raises(PluginConflictError) as info:
-        collect()
-    msg = str(info.value)
+    manager = PluginManager(builtins=False, environ={})
+    table = manager.collect()  # no error yet: a config may never use the name
+    assert "DupNet" not in table["backbones"]
+    msg = manager.conflicts["backbones"]["DupNet"].message()
     for part in ("DupNet", "backbones", "alpha-nets 1.2.0", "beta-nets 0.3.1", "override"):
         assert part in msg
 
@@ -124,3 +125,171 @@ def test_builtins_register_through_the_same_hooks():
     providers = {r.provider.distribution for regs in table.values() for r in regs.values()}
     assert providers == {"toolbox"}
     assert sum(len(regs) for regs in table.values()) > 0
+
+
+# ---------------------------------------------------------------------------
+# No silent failures (issue 15, item 4): through the real registries, with the
+# built-ins loaded, as a user's config sees them.
+from toolbox.config_check import check_config  # noqa: E402
+from toolbox.errors import UnknownComponentError  # noqa: E402
+from toolbox.plugins import API_VERSION, PluginWarning  # noqa: E402
+from toolbox.registry import BACKBONES, LOSSES, NECKS  # noqa: E402
+from toolbox.testing.fixtures import toolbox_plugins  # noqa: E402,F401
+
+NECK_PLUGIN = """
+from torch import nn
+from toolbox.plugins import hookimpl
+
+class CBAMFPN(nn.Module):
+    def __init__(self, in_channels=(8,), out_channels=8):
+        super().__init__()
+
+@hookimpl
+def toolbox_necks():
+    return [CBAMFPN]
+"""
+
+
+def test_clash_fails_only_when_the_name_is_looked_up(toolbox_plugins):
+    body = "from toolbox.plugins import hookimpl\nclass FPN2: pass\n" \
+           "@hookimpl\ndef toolbox_necks():\n    return {'SharedNeck': FPN2}\n"
+    toolbox_plugins.add("alpha-nets", "1.2.0", "alpha_necks", body)
+    toolbox_plugins.add("beta-nets", "0.3.1", "beta_necks", body)
+    assert NECKS.get("FPN") is not None  # unrelated names still work
+    with pytest.raises(PluginConflictError) as info:
+        NECKS.get("SharedNeck")
+    msg = str(info.value)
+    assert "alpha-nets 1.2.0" in msg and "beta-nets 0.3.1" in msg and "override" in msg
+
+
+def test_misnamed_hook_warns_with_the_right_name(toolbox_plugins):
+    with pytest.warns(PluginWarning, match=r"'toolbox_loss'.*not a toolbox hook.*"
+                                           r"Did you mean 'toolbox_losses'"):
+        toolbox_plugins.add("typo-losses", "0.1", "typo_losses", """
+            from toolbox.plugins import hookimpl
+            @hookimpl
+            def toolbox_loss():
+                return []
+            """)
+        LOSSES.names()
+
+
+def test_unmarked_hook_function_warns(toolbox_plugins):
+    toolbox_plugins.add("bare-losses", "0.1", "bare_losses",
+                        "def toolbox_losses():\n    return []\n")
+    with pytest.warns(PluginWarning) as record:
+        LOSSES.names()
+    text = " ".join(str(r.message) for r in record)
+    assert "bare-losses 0.1" in text and "'toolbox_losses'" in text and "@hookimpl" in text
+    assert "implements no toolbox hook" in text
+
+
+def test_unknown_allow_list_name_warns_with_the_installed_plugins(toolbox_plugins):
+    toolbox_plugins.add("toolbox-cbam", "0.2.0", "cbam_mod", NECK_PLUGIN, ep_name="cbam")
+    toolbox_plugins.env(TOOLBOX_PLUGINS="cbma")
+    with pytest.warns(PluginWarning) as record:
+        NECKS.names()
+    text = " ".join(str(r.message) for r in record)
+    assert "TOOLBOX_PLUGINS names 'cbma'" in text and "Did you mean 'cbam'" in text
+    assert "cbam (toolbox-cbam)" in text and "template (toolbox-plugin-template)" in text
+
+
+@pytest.mark.parametrize("env, reason", [
+    (dict(TOOLBOX_DISABLE_PLUGIN_AUTOLOAD="1"), "TOOLBOX_DISABLE_PLUGIN_AUTOLOAD=1"),
+    (dict(TOOLBOX_PLUGINS="no:cbam"), "excluded by TOOLBOX_PLUGINS=no:cbam"),
+    (dict(TOOLBOX_PLUGINS="template"), "not in the allow-list TOOLBOX_PLUGINS=template"),
+])
+def test_unknown_name_says_which_left_out_plugin_provides_it(toolbox_plugins, env, reason):
+    toolbox_plugins.add("toolbox-cbam", "0.2.0", "cbam_mod", NECK_PLUGIN, ep_name="cbam")
+    toolbox_plugins.env(**env)
+    with pytest.raises(UnknownComponentError) as info:
+        NECKS.get("CBAMFPN")
+    msg = str(info.value)
+    assert "unknown neck 'CBAMFPN'" in msg
+    assert "'CBAMFPN' is provided by plugin 'cbam' (toolbox-cbam 0.2.0)" in msg
+    assert reason in msg
+
+
+def test_unknown_name_says_which_plugin_failed_to_import(toolbox_plugins):
+    with pytest.warns(PluginWarning):
+        toolbox_plugins.add("toolbox-cbam", "0.2.0", "cbam_mod", "import cbam_missing_dep\n",
+                            ep_name="cbam")
+        with pytest.raises(UnknownComponentError) as info:
+            NECKS.get("CBAMFPN")
+    msg = str(info.value)
+    assert "plugin 'cbam' (toolbox-cbam 0.2.0) failed to import" in msg
+    assert "cbam_missing_dep" in msg and "may be the one providing this name" in msg
+
+
+def test_import_error_inside_a_lazy_hook_is_named_in_the_unknown_name_error(toolbox_plugins):
+    toolbox_plugins.add("toolbox-cbam", "0.2.0", "cbam_mod", """
+        from toolbox.plugins import hookimpl
+        @hookimpl
+        def toolbox_necks():
+            from cbam_mod_impl import CBAMFPN
+            return [CBAMFPN]
+        """, ep_name="cbam")
+    with pytest.warns(PluginWarning, match="toolbox_necks"):
+        with pytest.raises(UnknownComponentError, match="answer hook 'toolbox_necks'.*"
+                                                        "cbam_mod_impl"):
+            NECKS.get("CBAMFPN")
+
+
+def test_registry_lookup_at_hook_time_is_explained(toolbox_plugins):
+    with pytest.warns(PluginWarning, match="registry was looked up while the plugins are "
+                                           "being loaded.*from toolbox.models.necks.fpn"):
+        toolbox_plugins.add("wrap-fpn", "0.1", "wrap_fpn", """
+            from toolbox.plugins import hookimpl
+            from toolbox.registry import NECKS
+            @hookimpl
+            def toolbox_necks():
+                return {"MyFPN": NECKS.get("FPN")}
+            """)
+        NECKS.names()
+
+
+def test_override_is_shown_at_startup(toolbox_plugins, caplog):
+    toolbox_plugins.add("better-fpn", "1.0", "better_fpn", """
+        from toolbox.models.necks.fpn import FPN
+        from toolbox.plugins import hookimpl, override
+        class BetterFPN(FPN):
+            pass
+        @hookimpl
+        def toolbox_necks():
+            return {"FPN": override(BetterFPN)}
+        """)
+    from mmengine.config import Config
+    cfg = Config(dict(model=None))
+    with caplog.at_level(logging.WARNING, logger="toolbox.plugins"):
+        check_config(cfg, build=False)
+    assert "override in effect: FPN from better-fpn 1.0" in caplog.text
+    assert "overrides the one from toolbox" in caplog.text
+
+
+def test_incompatible_plugin_api_is_refused_naming_both_versions(toolbox_plugins):
+    with pytest.warns(PluginWarning) as record:
+        toolbox_plugins.add("future-nets", "3.0", "future_nets", """
+            from toolbox.plugins import hookimpl
+            TOOLBOX_API = ">=2,<3"
+            class FutureNet: pass
+            @hookimpl
+            def toolbox_backbones():
+                return [FutureNet]
+            """)
+        assert "FutureNet" not in BACKBONES.names()
+    text = " ".join(str(r.message) for r in record)
+    assert "future-nets 3.0" in text and ">=2,<3" in text
+    assert f"provides plugin API {API_VERSION}" in text
+
+
+def test_compatible_plugin_api_loads(toolbox_plugins):
+    major = API_VERSION.split(".")[0]
+    toolbox_plugins.add("now-nets", "1.0", "now_nets", f"""
+        from toolbox.plugins import hookimpl
+        TOOLBOX_API = ">={major},<{int(major) + 1}"
+        class NowNet: pass
+        @hookimpl
+        def toolbox_backbones():
+            return [NowNet]
+        """)
+    assert "NowNet" in BACKBONES.names()

@@ -79,8 +79,24 @@ def _file_note(filename: str | None) -> str:
 
 # --------------------------------------------------------------- signatures
 def _params(component) -> tuple[list[str], bool]:
-    """(accepted argument names, takes **kwargs) of a constructor or function."""
+    """(accepted argument names, takes **kwargs) of a constructor or function.
+
+    A class whose ``__init__`` only passes ``*args, **kwargs`` on (a mixin,
+    as mmengine's ``LinearLR``) is read through to the next ``__init__``."""
     target = component.__init__ if inspect.isclass(component) else component
+    if inspect.isclass(component):
+        for klass in component.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            try:
+                named = [p for p in inspect.signature(init).parameters.values()
+                         if p.name != "self"]
+            except (TypeError, ValueError):
+                break
+            if not all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in named):
+                target = init
+                break
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError):

@@ -57,7 +57,7 @@ def test_tools_test_writes_coco_category_ids_of_the_reference(tmp_path):
                f"test_dataloader.dataset.ann_file={ann_file}",
                "test_dataloader.dataset.data_prefix.img=val/",
                "test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False",
-               "test_dataloader.dataset.pipeline.1.scale=(256,160)",
+               "test_dataloader.dataset.pipeline.2.scale=(256,160)",
                f"test_evaluator.ann_file={ann_file}", f"test_evaluator.outfile_prefix={prefix}"]
     run = subprocess.run([sys.executable, str(ROOT / "tools/test.py"), str(CONFIG), str(ckpt),
                           "--work-dir", str(tmp_path / "work"), "--cfg-options", *options],

@@ -125,15 +125,35 @@ def test_missing_files_are_named(coco_root):
     with pytest.raises(DataError, match="nope.json"):
         build(coco_root, ann_file="annotations/nope.json")
     os.remove(coco_root / "images" / "b.jpg")
-    ds = build(coco_root)
+    ds = build(coco_root, skip_bad_images=False)
     with pytest.raises(DataError, match=str(coco_root / "images" / "b.jpg")):
         ds[1]
+    # in training, by default, a missing image is skipped with a warning and counted
+    ds = build(coco_root)
+    with pytest.warns(DataWarning, match="b.jpg"):
+        assert ds[1]["data_samples"].img_id != 8
+    assert ds.skipped_images == [str(coco_root / "images" / "b.jpg")]
+    # evaluation sees every image or fails
+    ds = build(coco_root, test_mode=True)
+    with pytest.raises(DataError, match="b.jpg"):
+        ds[1]
+
+
+def test_too_many_bad_images_stop_the_run_with_the_list(coco_root):
+    os.remove(coco_root / "images" / "a.jpg")
+    os.remove(coco_root / "images" / "b.jpg")
+    ds = build(coco_root, max_bad_images=0.0)  # 2 images: at most 1 may be skipped
+    with pytest.warns(DataWarning):
+        with pytest.raises(DataError, match=r"2 images could not be read.*max_bad_images=0"
+                                            r".*a\.jpg.*b\.jpg|b\.jpg.*a\.jpg") as err:
+            ds[0]
+    assert "check_dataset" in str(err.value)
 
 
 def test_undecodable_image_error_or_skip(coco_root):
     bad = coco_root / "images" / "a.jpg"
     bad.write_bytes(b"not a jpeg at all")
-    ds = build(coco_root)
+    ds = build(coco_root, skip_bad_images=False)
     with pytest.raises(ImageDecodeError, match=str(bad)):
         ds[0]
     ds = build(coco_root, skip_bad_images=True)
@@ -150,8 +170,11 @@ def test_unknown_constructor_argument(coco_root):
 
 def test_image_size_mismatch_is_reported(coco_root):
     rewrite(coco_root, lambda d: d["images"][0].update(height=99))
-    ds = build(coco_root)
+    ds = build(coco_root, skip_bad_images=False)
     with pytest.raises(DataError, match="a.jpg"):
+        ds[0]
+    ds = build(coco_root)
+    with pytest.warns(DataWarning, match="a.jpg is 100x200 .* annotation says 99x200"):
         ds[0]
 
 

@@ -39,31 +39,48 @@ def hf_config(**kw):
                       num_labels=91, dropout=0.0, **kw)
 
 
+def normalised(img):
+    mean = torch.tensor([123.675, 116.28, 103.53])[:, None, None]
+    std = torch.tensor([58.395, 57.12, 57.375])[:, None, None]
+    return ((torch.from_numpy(img).permute(2, 0, 1).float() - mean) / std)[None]
+
+
+def gain(name):
+    """Xavier gains that keep a random DETR from collapsing (every query
+    alike): peaked attention, spread class scores, boxes not saturated."""
+    if "q_proj" in name or "k_proj" in name or "class_labels" in name:
+        return 3.0
+    return 2.0 if "bbox_predictor.layers.2" in name else 1.0
+
+
 @pytest.fixture(scope="module")
 def hf_model():
-    """HF DETR-R50 with every weight and FrozenBN statistic random (seeded),
-    the heads scaled so scores and boxes spread out."""
+    """HF DETR-R50 with every weight and FrozenBN statistic random (seeded)."""
     torch.manual_seed(0)
     model = DetrForObjectDetection(hf_config()).eval()
     with torch.no_grad():
-        for name, buf in model.named_buffers():
+        for name, buf in model.named_buffers():  # FrozenBN statistics and affine
             if name.endswith("running_mean") or name.endswith(".bias"):
                 buf.normal_(0.0, 0.1)
             elif name.endswith("running_var") or name.endswith(".weight"):
                 buf.uniform_(0.5, 1.5)
         for name, p in model.named_parameters():
             if "backbone" in name:
-                continue
+                continue  # timm's random init
             if "query_position" in name:
                 p.normal_(0.0, 1.0)  # nn.Embedding's (and DETR's) init
             elif p.dim() > 1:
-                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+                torch.nn.init.xavier_uniform_(p, gain=gain(name))
+            elif "norm" in name and name.endswith("weight"):
+                p.uniform_(0.8, 1.2)
             else:
-                is_scale = "norm" in name and name.endswith("weight")
-                p.uniform_(0.8, 1.2) if is_scale else p.normal_(0.0, 0.1)
-        # C5 of this random backbone is ~500 in scale: bring the projected
-        # features to ~1 (as in a trained DETR) so attention does not saturate
-        model.model.input_projection.weight.mul_(2e-3)
+                p.normal_(0.0, 0.05)
+        # C5 of this random backbone is ~500 +- 300: centre and scale the input
+        # projection so the encoder sees varied unit-scale features (as trained)
+        c5 = model.model.backbone.model(normalised(images()[0]))[-1]
+        proj = model.model.input_projection
+        proj.weight.div_(c5.std(dim=(2, 3)).mean())
+        proj.bias.copy_(-proj.weight[:, :, 0, 0] @ c5.mean(dim=(0, 2, 3)))
     return model
 
 

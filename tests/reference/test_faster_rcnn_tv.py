@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {"r50": ROOT / "configs/reference/faster_rcnn_r50_fpn_tv.py",
            "mobilenet": ROOT / "configs/reference/faster_rcnn_mobilenetv3_fpn_tv.py"}
 FORMATS = {"r50": "tv-faster-rcnn", "mobilenet": "tv-faster-rcnn-mobilenet"}
-MIN_SIZE, MAX_SIZE = 160, 256
+MIN_SIZE, MAX_SIZE = 128, 200
 # multipliers of (rpn cls_logits, rpn bbox_pred, cls_score, bbox_pred) weights
 SCALES = {"r50": (100.0, 10.0, 20.0, 20.0), "mobilenet": (1000.0, 100.0, 150.0, 100.0)}
 BOX_ATOL, SCORE_ATOL, LOSS_RTOL = 1e-3, 1e-4, 1e-5
@@ -99,7 +99,7 @@ def images() -> list[np.ndarray]:
     """Two non-square RGB images (smooth random colours plus noise)."""
     rng = np.random.default_rng(0)
     out = []
-    for h, w in ((120, 200), (150, 110)):
+    for h, w in ((100, 170), (130, 90)):
         low = rng.uniform(0, 255, (h // 10 + 1, w // 10 + 1, 3))
         smooth = np.kron(low, np.ones((10, 10, 1)))[:h, :w]
         out.append(np.clip(smooth + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8))
@@ -143,10 +143,10 @@ def training_batch():
     """Two images torchvision's resize keeps at their size (factor exactly 1),
     their targets (torchvision labels 1..90) and ours (labels - 1)."""
     g = torch.Generator().manual_seed(5)
-    pictures = [torch.rand(3, 160, 240, generator=g), torch.rand(3, 200, 160, generator=g)]
-    boxes = [torch.tensor([[20.0, 30.0, 90.0, 120.0], [100.0, 40.0, 230.0, 150.0],
+    pictures = [torch.rand(3, 128, 192, generator=g), torch.rand(3, 176, 128, generator=g)]
+    boxes = [torch.tensor([[20.0, 30.0, 90.0, 120.0], [100.0, 40.0, 185.0, 125.0],
                            [5.0, 5.0, 40.0, 30.0]]),
-             torch.tensor([[10.0, 20.0, 150.0, 190.0], [60.0, 70.0, 100.0, 130.0]])]
+             torch.tensor([[10.0, 20.0, 120.0, 170.0], [60.0, 70.0, 100.0, 130.0]])]
     labels = [torch.tensor([1, 18, 62]), torch.tensor([3, 90])]
     targets = [dict(boxes=b, labels=lab) for b, lab in zip(boxes, labels)]
     samples = []
@@ -197,5 +197,6 @@ def test_another_class_count_is_refused_naming_shapes(tmp_path):
     reference = torchvision_model("mobilenet", num_classes=21)
     src = tmp_path / "tv_21.pth"
     torch.save(reference.state_dict(), src)
-    with pytest.raises(ConversionError, match=r"roi_head\.fc_cls\.weight.*\(20, 1024\)"):
+    with pytest.raises(ConversionError, match=r"tv_21\.pth.*roi_head\.fc_cls\.weight: "
+                                              r"checkpoint \(21, 1024\) vs model \(91, 1024\)"):
         convert_checkpoint(str(src), str(tmp_path / "out.pth"))  # layout detected

@@ -73,3 +73,16 @@ def test_bad_arguments_are_named():
         RandomSampler(256, 1.5)
     with pytest.raises(ValueError, match="gt_inds"):
         RandomSampler(256, 0.5).sample(torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("num_pos,num_neg", [(5, 40), (300, 2000), (0, 50)])
+def test_always_permute_draws_what_torchvision_draws_under_one_seed(num_pos, num_neg):
+    from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
+    inds = gt_inds(num_pos, num_neg, num_ignored=7)
+    labels = torch.where(inds > 0, torch.ones_like(inds), inds)  # torchvision: 1 / 0 / -1
+    torch.manual_seed(3)
+    pos_masks, neg_masks = BalancedPositiveNegativeSampler(256, 0.5)([labels])
+    torch.manual_seed(3)
+    pos, neg = RandomSampler(256, 0.5, always_permute=True).sample(inds)
+    assert torch.equal(pos.sort().values, torch.nonzero(pos_masks[0]).flatten())
+    assert torch.equal(neg.sort().values, torch.nonzero(neg_masks[0]).flatten())

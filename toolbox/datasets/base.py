@@ -42,8 +42,21 @@ from toolbox.datasets.transforms.base import FLIP_AXES, Compose
 from toolbox.errors import DataError
 
 
-class ImageDecodeError(DataError):
+class BadImageError(DataError):
+    """An image file is missing, cannot be decoded or has another size than
+    its annotation says (what ``skip_bad_images`` skips at run time)."""
+
+
+class ImageDecodeError(BadImageError):
     """An image file exists but cannot be decoded."""
+
+
+class MissingImageError(BadImageError):
+    """An image file listed by the annotations does not exist."""
+
+
+class ImageSizeError(BadImageError):
+    """An image's decoded size differs from the size its annotation gives."""
 
 
 class DataWarning(UserWarning):
@@ -109,18 +122,44 @@ def resolve_image_dir(data_prefix: dict | None, img_dir: str | None, owner: str)
     return prefix if prefix is not None else img_dir
 
 
-def sanitize_boxes(bboxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray, int]:
+BOX_PROBLEMS = ("non-finite coordinates (NaN/inf)", "zero or negative width/height",
+                "partly outside the image (clipped)")
+
+
+def box_problems(bboxes: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
+    """Per-box masks of what is wrong with x1 y1 x2 y2 boxes of a width x
+    height image, keyed by :data:`BOX_PROBLEMS` (a box is counted once, under
+    its first problem; a clipped box is kept unless clipping leaves no area)."""
+    b = np.asarray(bboxes, np.float64).reshape(-1, 4)
+    finite = np.isfinite(b).all(axis=1)
+    c = b.copy()
+    c[:, 0::2] = c[:, 0::2].clip(0, width)
+    c[:, 1::2] = c[:, 1::2].clip(0, height)
+    positive = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & (c[:, 2] > c[:, 0]) & (c[:, 3] > c[:, 1])
+    clipped = (c != b).any(axis=1)
+    return {BOX_PROBLEMS[0]: ~finite, BOX_PROBLEMS[1]: finite & ~positive,
+            BOX_PROBLEMS[2]: finite & positive & clipped}
+
+
+def sanitize_boxes(bboxes: np.ndarray, width: int, height: int,
+                   problems: dict | None = None, name: str | None = None
+                   ) -> tuple[np.ndarray, int]:
     """Clip x1 y1 x2 y2 boxes to the image; return (keep mask, number dropped).
 
-    Boxes with zero or negative width/height, before or after clipping, are
-    dropped (the caller warns once with the total).
+    Boxes with non-finite coordinates or zero or negative width/height,
+    before or after clipping, are dropped (the caller warns once with the
+    totals). With ``problems`` (a dict), ``name`` (the image) is appended to
+    ``problems[kind]`` once per box for every kind of :func:`box_problems`.
     """
+    found = box_problems(bboxes, width, height)
     b = np.asarray(bboxes, np.float32).reshape(-1, 4)
-    valid = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-    b[:, 0::2] = b[:, 0::2].clip(0, width)
-    b[:, 1::2] = b[:, 1::2].clip(0, height)
-    valid &= (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    valid = ~(found[BOX_PROBLEMS[0]] | found[BOX_PROBLEMS[1]])
+    b[:, 0::2] = np.nan_to_num(b[:, 0::2]).clip(0, width)
+    b[:, 1::2] = np.nan_to_num(b[:, 1::2]).clip(0, height)
     bboxes[...] = b
+    if problems is not None:
+        for kind, mask in found.items():
+            problems.setdefault(kind, []).extend([name] * int(mask.sum()))
     return valid, int((~valid).sum())
 
 
@@ -190,15 +229,20 @@ class DetDataset(Dataset):
                  img_dir: str | None = None, pipeline: Sequence[dict] = (),
                  test_mode: bool = False, filter_empty_gt: bool = True,
                  metainfo: dict | None = None, with_mask: bool = False,
-                 skip_bad_images: bool = False):
+                 skip_bad_images: bool | None = None, max_bad_images: float = 0.05):
         self.data_root = data_root
         self.ann_file = join_path(data_root, ann_file)
         self.img_dir = join_path(data_root, img_dir) if img_dir is not None else data_root
         self.test_mode = test_mode
         self.filter_empty_gt = filter_empty_gt
         self.with_mask = with_mask
-        self.skip_bad_images = skip_bad_images
+        self.skip_bad_images = (not test_mode) if skip_bad_images is None else skip_bad_images
+        if not 0 <= max_bad_images <= 1:
+            raise DataError(f"{type(self).__name__}: 'max_bad_images' is a share of the "
+                            f"images in [0, 1], got {max_bad_images!r}")
+        self.max_bad_images = float(max_bad_images)
         self.skipped_images: list[str] = []
+        self.annotation_problems: dict[str, list[str]] = {}
         self._metainfo = dict(self.METAINFO)
         self._metainfo_override = dict(metainfo or {})
         if "classes" in self._metainfo_override:
@@ -209,6 +253,7 @@ class DetDataset(Dataset):
             self._metainfo_override["classes"] = tuple(classes)
         self._metainfo.update(self._metainfo_override)
         self.data_list: list[dict] = self.load_data_list()
+        self.num_images_loaded = len(self.data_list)
         if filter_empty_gt and not test_mode:
             self.data_list = [r for r in self.data_list if (~r["ignore_flags"]).any()]
         self.pipeline = Compose(pipeline)
@@ -272,30 +317,48 @@ class DetDataset(Dataset):
         for _ in range(n):
             try:
                 return self.pipeline(self.prepare_results(idx))
-            except ImageDecodeError as e:
+            except BadImageError as e:
                 if not self.skip_bad_images:
                     raise
-                path = self.data_list[idx]["img_path"]
-                if path not in self.skipped_images:
-                    self.skipped_images.append(path)
-                    warnings.warn(f"skipping an image that cannot be decoded ({e}); "
-                                  f"{len(self.skipped_images)} skipped so far",
-                                  DataWarning, stacklevel=2)
+                self._skip(self.data_list[idx]["img_path"], e)
                 idx = (idx + 1) % n
-        raise DataError(f"no image of {type(self).__name__} ({self.ann_file}) could be "
-                        "decoded")
+        raise DataError(f"no image of {type(self).__name__} ({self.ann_file}) could be read")
+
+    def _skip(self, path: str, error: Exception) -> None:
+        """Count a bad image; past ``max_bad_images`` of the set, stop with the list."""
+        if path in self.skipped_images:
+            return
+        self.skipped_images.append(path)
+        limit = max(1, int(self.max_bad_images * len(self)))
+        if len(self.skipped_images) > limit:
+            listed = "; ".join(self.skipped_images[:10])
+            more = f" (+{len(self.skipped_images) - 10} more)" if len(self.skipped_images) > 10 else ""
+            raise DataError(f"{type(self).__name__} ({self.ann_file}): {len(self.skipped_images)} "
+                            f"images could not be read, more than max_bad_images="
+                            f"{self.max_bad_images:g} of {len(self)}: {listed}{more}; check "
+                            f"the files with tools/check_dataset.py") from error
+        warnings.warn(f"skipping an image that cannot be read ({error}); "
+                      f"{len(self.skipped_images)} skipped so far", DataWarning, stacklevel=3)
 
     @property
     def num_skipped_images(self) -> int:
-        """Images skipped so far by ``skip_bad_images`` (in this process)."""
+        """Images skipped so far by ``skip_bad_images`` (in this process; with
+    loader workers each worker counts its own)."""
         return len(self.skipped_images)
 
     # helpers for subclasses ---------------------------------------------
 
+    def _sanitize(self, boxes: np.ndarray, width: int, height: int, name: str
+                  ) -> tuple[np.ndarray, int]:
+        """:func:`sanitize_boxes`, recording problems in ``annotation_problems``."""
+        return sanitize_boxes(boxes, width, height, self.annotation_problems, name)
+
     def _warn_dropped(self, count: int, where: str) -> None:
         if count:
-            warnings.warn(f"{count} box(es) with zero or negative width/height (after "
-                          f"clipping to the image) were dropped from {where}",
+            kinds = [f"{len(self.annotation_problems.get(k, []))} with {k}"
+                     for k in BOX_PROBLEMS[:2] if self.annotation_problems.get(k)]
+            warnings.warn(f"{count} box(es) were dropped from {where}: {', '.join(kinds)} "
+                          "(tools/check_dataset.py lists the images)",
                           DataWarning, stacklevel=3)
 
     @staticmethod

@@ -29,8 +29,11 @@ class CocoDataset(DetDataset):
         metainfo: ``dict(classes=(...))`` keeps only those categories (by
             name, in that order); the others' annotations are ignored.
         with_mask: decode ``segmentation`` (polygons / RLE) into ``gt_masks``.
-        skip_bad_images: skip (and count) images that fail to decode instead
-            of raising.
+        skip_bad_images: skip (warn and count) images that are missing, fail
+            to decode or differ in size from the annotation, instead of
+            raising; default: in training, not in ``test_mode``.
+        max_bad_images: the share of images that may be skipped before the
+            run stops with the list of bad files.
         label_cat_ids: the COCO category id of each label index, for a model
             trained elsewhere with another label space (torchvision's and
             DETR's COCO models use the 91-index space: label == category id,
@@ -52,7 +55,8 @@ class CocoDataset(DetDataset):
                  data_prefix: dict | None = None, img_dir: str | None = None,
                  pipeline: Sequence[dict] = (), test_mode: bool = False,
                  filter_empty_gt: bool = True, metainfo: dict | None = None,
-                 with_mask: bool = False, skip_bad_images: bool = False,
+                 with_mask: bool = False, skip_bad_images: bool | None = None,
+                 max_bad_images: float = 0.05,
                  label_cat_ids: Sequence[int] | None = None):
         if label_cat_ids is not None:
             if metainfo and metainfo.get("classes") is not None:
@@ -68,7 +72,8 @@ class CocoDataset(DetDataset):
         super().__init__(data_root=data_root, ann_file=ann_file, img_dir=img_dir,
                          pipeline=pipeline, test_mode=test_mode,
                          filter_empty_gt=filter_empty_gt, metainfo=metainfo,
-                         with_mask=with_mask, skip_bad_images=skip_bad_images)
+                         with_mask=with_mask, skip_bad_images=skip_bad_images,
+                         max_bad_images=max_bad_images)
 
     def load_data_list(self) -> list[dict]:
         path = self.ann_file
@@ -126,7 +131,8 @@ class CocoDataset(DetDataset):
                                     f"bbox {bbox!r} (expected [x, y, w, h])")
                 x, y, w, h = bbox
                 boxes[i] = (x, y, x + w, y + h)
-            keep, n_bad = sanitize_boxes(boxes, info["width"], info["height"])
+            keep, n_bad = self._sanitize(boxes, info["width"], info["height"],
+                                         info["img_path"])
             dropped += n_bad
             anns = [a for a, k in zip(anns, keep) if k]
             labels = [label_of[a["category_id"]] for a in anns]

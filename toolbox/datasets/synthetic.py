@@ -76,14 +76,16 @@ class SyntheticCocoDataset(CocoDataset):
                  min_object_size: int = 10, pipeline: Sequence[dict] = (),
                  test_mode: bool = False, filter_empty_gt: bool = True,
                  metainfo: dict | None = None, with_mask: bool = False,
-                 skip_bad_images: bool = False):
+                 skip_bad_images: bool | None = None,
+                 max_bad_images: float = 0.05):
         self.split = split
         root = _prepare(split, data_root, num_images, image_size, seed, long_tail,
                         max_objects, min_object_size)
         super().__init__(data_root=root, ann_file=f"annotations/instances_{split}.json",
                          img_dir="JPEGImages", pipeline=pipeline, test_mode=test_mode,
                          filter_empty_gt=filter_empty_gt, metainfo=metainfo,
-                         with_mask=with_mask, skip_bad_images=skip_bad_images)
+                         with_mask=with_mask, skip_bad_images=skip_bad_images,
+                         max_bad_images=max_bad_images)
 
 
 class SyntheticVOCDataset(VOCDataset):
@@ -100,11 +102,13 @@ class SyntheticVOCDataset(VOCDataset):
                  long_tail: dict | None = None, max_objects: int = 8,
                  min_object_size: int = 10, pipeline: Sequence[dict] = (),
                  test_mode: bool = False, filter_empty_gt: bool = True,
-                 metainfo: dict | None = None, skip_bad_images: bool = False):
+                 metainfo: dict | None = None, skip_bad_images: bool | None = None,
+                 max_bad_images: float = 0.05):
         self.split = split
         root = _prepare(split, data_root, num_images, image_size, seed, long_tail,
                         max_objects, min_object_size)
         super().__init__(data_root=root, ann_file=f"ImageSets/Main/{split}.txt",
                          pipeline=pipeline, test_mode=test_mode,
                          filter_empty_gt=filter_empty_gt, metainfo=metainfo,
-                         skip_bad_images=skip_bad_images)
+                         skip_bad_images=skip_bad_images,
+                         max_bad_images=max_bad_images)

@@ -49,7 +49,8 @@ class VOCDataset(DetDataset):
                  data_prefix: dict | None = None, img_dir: str | None = None,
                  ann_dir: str | None = None, pipeline: Sequence[dict] = (),
                  test_mode: bool = False, filter_empty_gt: bool = True,
-                 metainfo: dict | None = None, skip_bad_images: bool = False,
+                 metainfo: dict | None = None, skip_bad_images: bool | None = None,
+                 max_bad_images: float = 0.05,
                  img_suffix: str = ".jpg"):
         name = type(self).__name__
         img_dir = resolve_image_dir(data_prefix, img_dir, name) or "JPEGImages"
@@ -62,7 +63,8 @@ class VOCDataset(DetDataset):
         super().__init__(data_root=data_root, ann_file=ann_file, img_dir=img_dir,
                          pipeline=pipeline, test_mode=test_mode,
                          filter_empty_gt=filter_empty_gt, metainfo=metainfo,
-                         skip_bad_images=skip_bad_images)
+                         skip_bad_images=skip_bad_images,
+                         max_bad_images=max_bad_images)
 
     def load_data_list(self) -> list[dict]:
         list_file = require_file(self.ann_file, "VOC image-set file")
@@ -97,7 +99,7 @@ class VOCDataset(DetDataset):
                 labels.append(label_of[name])
                 ignore.append(bool(difficult))
             boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-            keep, n_bad = sanitize_boxes(boxes, width, height)
+            keep, n_bad = self._sanitize(boxes, width, height, img_path)
             dropped += n_bad
             data_list.append(self._record(img_id, img_path, height, width, boxes[keep],
                                           np.asarray(labels, np.int64)[keep],

@@ -147,6 +147,8 @@ def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = Fa
     import toolbox.engine.visualization_hook  # noqa: F401 - and the picture hook
     ckpt.install()
     cfg.setdefault("default_scope", "toolbox")
+    from toolbox.config_check import check_config
+    check_config(cfg)  # the whole config, before anything is built
     validate_config(cfg)
     cfg.launcher = launcher
     if launcher != "none" and not torch.cuda.is_available():

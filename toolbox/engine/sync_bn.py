@@ -12,11 +12,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
 from torch import nn
 from torch.distributed.nn.functional import all_reduce
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from toolbox.registry import MODEL_WRAPPERS
 
 
 class CPUSyncBatchNorm(_BatchNorm):
@@ -83,7 +83,7 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     return converted
 
 
-@MODEL_WRAPPERS.register_module()
+@MODEL_WRAPPERS.register_module()  # the root: Runner.wrap_model looks types up there
 class SyncBNDistributedDataParallel(MMDistributedDataParallel):
     """mmengine's ``MMDistributedDataParallel`` after converting the module's
     BatchNorm layers with :func:`convert_sync_batchnorm`."""

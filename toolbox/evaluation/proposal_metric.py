@@ -17,11 +17,10 @@ from typing import Any, Sequence
 import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
-from pycocotools.cocoeval import COCOeval
 
 from toolbox.evaluation._ap import _as_dict, format_table, read_ground_truth, to_numpy
 from toolbox.evaluation._coco import (AREAS, coco_detections, coco_from_samples, plain_id,
-                                      quiet, reduce_coco_eval)
+                                      reduce_coco_eval, resolve_backend, run_coco_eval)
 
 __all__ = ["ProposalRecallMetric"]
 
@@ -33,6 +32,8 @@ class ProposalRecallMetric(BaseMetric):
         proposal_nums: the ``n`` of AR@n, increasing (default 100, 300, 1000);
             the size-split ARs use the last.
         iou_thrs: IoU thresholds averaged over (default 0.50:0.05:0.95).
+        backend: ``'auto'`` (faster-coco-eval when installed, else
+            pycocotools), ``'faster_coco_eval'`` or ``'pycocotools'``.
         collect_device, prefix, collect_dir: see ``mmengine.evaluator.BaseMetric``.
 
     Returns (through ``evaluate``): ``proposal/AR@{n}`` for each ``n`` and
@@ -43,9 +44,11 @@ class ProposalRecallMetric(BaseMetric):
     default_prefix = "proposal"
 
     def __init__(self, proposal_nums: Sequence[int] = (100, 300, 1000),
-                 iou_thrs: Sequence[float] | None = None, collect_device: str = "cpu",
-                 prefix: str = "proposal", collect_dir: str | None = None):
+                 iou_thrs: Sequence[float] | None = None, backend: str = "auto",
+                 collect_device: str = "cpu", prefix: str = "proposal",
+                 collect_dir: str | None = None):
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        self.backend = resolve_backend(backend, "ProposalRecallMetric")
         nums = list(proposal_nums)
         if not nums or any(not isinstance(n, int) or n <= 0 for n in nums) or nums != sorted(nums):
             raise ValueError(f"ProposalRecallMetric: 'proposal_nums' must be increasing positive "
@@ -95,7 +98,7 @@ class ProposalRecallMetric(BaseMetric):
         results = list(unique.values())
         # one category "object"; the shared COCO helpers build the ground truth
         # and the results-format detections from the samples
-        coco_gt, eval_ids = coco_from_samples(results, ("object",), [1])
+        coco_gt, eval_ids = coco_from_samples(results, ("object",), [1], self.backend)
         to_eval_id = {r["img_id"]: i for r, i in zip(results, eval_ids)}
         dets = [dict(d, image_id=to_eval_id[d["image_id"]])
                 for d in coco_detections(results, [1])]
@@ -103,16 +106,8 @@ class ProposalRecallMetric(BaseMetric):
             print_log("ProposalRecallMetric: no proposals in any image; every AR is 0.",
                       logger="current", level=logging.WARNING)
             return {key: 0.0 for key in self._keys()}
-        with quiet():
-            coco_dt = coco_gt.loadRes(dets)
-            ev = COCOeval(coco_gt, coco_dt, "bbox")
-            ev.params.imgIds = list(eval_ids)
-            ev.params.useCats = 0
-            ev.params.maxDets = list(self.proposal_nums)
-            if self.iou_thrs is not None:
-                ev.params.iouThrs = self.iou_thrs
-            ev.evaluate()
-            ev.accumulate()
+        ev = run_coco_eval(coco_gt, dets, self.backend, img_ids=eval_ids, cat_ids=None,
+                           max_dets=self.proposal_nums, iou_thrs=self.iou_thrs)
         last = self.proposal_nums[-1]
         metrics = {f"AR@{n}": reduce_coco_eval(ev, False, max_dets=n)
                    for n in self.proposal_nums}

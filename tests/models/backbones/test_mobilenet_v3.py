@@ -167,3 +167,45 @@ def test_unknown_reference_key_is_an_error(references):
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         MobileNetV3(**kwargs)
+
+
+@pytest.mark.parametrize("arch", ["large", "small"])
+def test_stage_start_taps_with_frozen_bn_equal_torchvision_detection_extractor(
+        arch, randomise_batchnorm, assert_maps_close):
+    """``taps='stage_start'`` + FrozenBN is the body of torchvision's
+    ``_mobilenet_extractor`` (every one of its stage indices)."""
+    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+    from torchvision.ops import FrozenBatchNorm2d
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, f"mobilenet_v3_{arch}")(weights=None,
+                                                              norm_layer=FrozenBatchNorm2d)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+    extractor = _mobilenet_extractor(ref, True, 6, returned_layers=list(range(6))).eval()
+    model = MobileNetV3(arch=arch, taps="stage_start", out_indices=tuple(range(6)),
+                        norm="FrozenBN").eval()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    model.load_reference(ref.state_dict())
+    x = torch.randn(1, 3, 96, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        outs = model(x)
+        expected = list(extractor.body(x).values())
+    assert_maps_close(outs, expected, atol=1e-6)
+    assert model.out_channels == tuple(e.shape[1] for e in expected)
+    assert model.out_strides == tuple(96 // e.shape[-2] for e in expected)
+    two = MobileNetV3(arch=arch, taps="stage_start", out_indices=(4, 5))
+    assert two.out_strides == (32, 32) and two.size_divisor == 32
+
+
+def test_bad_taps_and_norm_are_named():
+    with pytest.raises(ValueError, match="taps"):
+        MobileNetV3(taps="middle")
+    with pytest.raises(ValueError, match="norm"):
+        MobileNetV3(norm="GN")
+    with pytest.raises(ValueError, match="out_indices"):
+        MobileNetV3(out_indices=(4,))  # only 4 outputs with taps='stage_end'

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from toolbox.datasets.base import ImageDecodeError
+from toolbox.datasets.base import ImageDecodeError, ImageSizeError, MissingImageError
 from toolbox.datasets.transforms.base import init_geometry
 from toolbox.errors import DataError
 
@@ -20,8 +20,11 @@ class LoadImage:
         check_shape: raise if the decoded size differs from the annotated
             ``ori_shape`` (boxes would silently be wrong otherwise).
 
-    A missing file raises :class:`DataError` and an undecodable one
-    :class:`~toolbox.datasets.base.ImageDecodeError`, both naming the path.
+    A missing file raises :class:`~toolbox.datasets.base.MissingImageError`,
+    an undecodable one :class:`~toolbox.datasets.base.ImageDecodeError` and
+    one of another size than annotated
+    :class:`~toolbox.datasets.base.ImageSizeError`, all naming the path (and
+    all skipped by a dataset's ``skip_bad_images``).
     """
 
     def __init__(self, ignore_orientation: bool = True, check_shape: bool = True):
@@ -34,7 +37,7 @@ class LoadImage:
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            raise DataError(f"image file not found: {path}") from None
+            raise MissingImageError(f"image file not found: {path}") from None
         except OSError as e:
             raise DataError(f"cannot read image file {path}: {e}") from e
         img = cv2.imdecode(np.frombuffer(data, np.uint8), self.flags) if data else None
@@ -44,7 +47,7 @@ class LoadImage:
         h, w = img.shape[:2]
         expected = results.get("ori_shape")
         if self.check_shape and expected is not None and tuple(expected) != (h, w):
-            raise DataError(f"image {path} is {h}x{w} (h x w) but its annotation says "
+            raise ImageSizeError(f"image {path} is {h}x{w} (h x w) but its annotation says "
                             f"{expected[0]}x{expected[1]}")
         results["img"] = img
         results["ori_shape"] = (h, w)
