@@ -78,32 +78,45 @@ def _file_note(filename: str | None) -> str:
 
 
 # --------------------------------------------------------------- signatures
-def _params(component) -> tuple[list[str], bool]:
-    """(accepted argument names, takes **kwargs) of a constructor or function.
-
-    A class whose ``__init__`` only passes ``*args, **kwargs`` on (a mixin,
-    as mmengine's ``LinearLR``) is read through to the next ``__init__``."""
-    target = component.__init__ if inspect.isclass(component) else component
-    if inspect.isclass(component):
-        for klass in component.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is None:
-                continue
-            try:
-                named = [p for p in inspect.signature(init).parameters.values()
-                         if p.name != "self"]
-            except (TypeError, ValueError):
-                break
-            if not all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in named):
-                target = init
-                break
+def _forwards_kwargs_to_super(init, var_kw_name: str) -> bool:
     try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return [], True
-    params = [p for p in sig.parameters.values() if p.name != "self"]
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)], var_kw
+        source = inspect.getsource(init)
+    except (OSError, TypeError):
+        return False
+    return "super(" in source and f"**{var_kw_name}" in source
+
+
+def _params(component) -> tuple[list[str], bool]:
+    """(accepted argument names, takes arbitrary keywords) of a constructor
+    or function. A class ``__init__`` that hands its ``**kwargs`` on to
+    ``super().__init__`` (a mixin, as mmengine's ``LRSchedulerMixin``; a
+    plugin's ``CBAMFPN(FPN)``) is read through to the next ``__init__``."""
+    if not inspect.isclass(component):
+        try:
+            params = list(inspect.signature(component).parameters.values())
+        except (TypeError, ValueError):
+            return [], True
+        return ([p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)],
+                any(p.kind is p.VAR_KEYWORD for p in params))
+    names: list[str] = []
+    for klass in component.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            return names, True
+        try:
+            params = [p for p in inspect.signature(init).parameters.values() if p.name != "self"]
+        except (TypeError, ValueError):
+            return names, True
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in names]
+        var_kw = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
+        if var_kw is None:
+            return names, False
+        if not _forwards_kwargs_to_super(init, var_kw):
+            return names, True
+    return names, True
 
 
 def _unknown_args(component, args: dict, path: str, kind: str, name: str,
@@ -495,3 +508,9 @@ def _report_overrides() -> None:
     from toolbox.plugins import logger, overrides_in_effect
     for line in overrides_in_effect():
         logger.warning("plugin override in effect: %s", line)
+
+
+def prepare_short_run(cfg) -> None:
+    """Apply a ``short_run`` config key (see :mod:`toolbox.short_run`)."""
+    from toolbox.short_run import apply_short_run_from_cfg
+    apply_short_run_from_cfg(cfg)

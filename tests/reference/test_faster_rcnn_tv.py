@@ -99,7 +99,7 @@ def images() -> list[np.ndarray]:
     """Two non-square RGB images (smooth random colours plus noise)."""
     rng = np.random.default_rng(0)
     out = []
-    for h, w in ((100, 170), (130, 90)):
+    for h, w in ((100, 163), (130, 90)):
         low = rng.uniform(0, 255, (h // 10 + 1, w // 10 + 1, 3))
         smooth = np.kron(low, np.ones((10, 10, 1)))[:h, :w]
         out.append(np.clip(smooth + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8))
@@ -130,6 +130,10 @@ def test_inference_equals_torchvision(kind, tmp_path):
                        score_thr=0.0)
     pictures = images()
     tensors = [as_tensor(p) for p in pictures]
+    # the test pipeline resizes as torchvision's transform does (100 x 163 is
+    # a size where a float32 resize factor gives one pixel less)
+    sizes = [tuple(infer._prepare(p, 0)["data_samples"].img_shape) for p in pictures]
+    assert sizes == [tuple(s) for s in reference.transform(tensors)[0].image_sizes], sizes
     with torch.no_grad():
         theirs = [reference([t])[0] for t in tensors] + reference(tensors)
     ours = [infer(p) for p in pictures] + infer(pictures, batch_size=2)

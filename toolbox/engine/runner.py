@@ -147,7 +147,8 @@ def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = Fa
     import toolbox.engine.visualization_hook  # noqa: F401 - and the picture hook
     ckpt.install()
     cfg.setdefault("default_scope", "toolbox")
-    from toolbox.config_check import check_config
+    from toolbox.config_check import check_config, prepare_short_run
+    prepare_short_run(cfg)  # `--cfg-options short_run.max_iters=N short_run.num_images=M`
     check_config(cfg)  # the whole config, before anything is built
     validate_config(cfg)
     cfg.launcher = launcher

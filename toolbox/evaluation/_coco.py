@@ -70,7 +70,7 @@ def run_coco_eval(coco_gt, dets: list, backend: str, *, img_ids, cat_ids=None,
     (``useCats=0``). Returns the evaluated and accumulated ``COCOeval``."""
     _, make_eval = coco_classes(backend)
     with quiet():
-        coco_dt = coco_gt.loadRes(dets)
+        coco_dt = _results_coco(coco_gt, dets, backend)
         ev = make_eval(coco_gt, coco_dt, "bbox")
         ev.params.imgIds = list(img_ids)
         if cat_ids is None:
@@ -122,17 +122,46 @@ def coco_from_samples(results: list, classes: tuple, cat_ids: list,
     return coco, eval_ids
 
 
-def coco_detections(results: list, cat_ids: list) -> list[dict]:
-    """Predictions in COCO results format (xywh boxes), with the samples' ids."""
-    dets = []
-    for res in results:
+def coco_detections(results: list, cat_ids: list, image_ids: list | None = None) -> list[dict]:
+    """Predictions in COCO results format (xywh boxes), with the samples' ids
+    (or ``image_ids``, one per result). Vectorised per image: the same floats
+    as converting box by box, a few times faster on dense results."""
+    cats = np.asarray(cat_ids)
+    ids = [r["img_id"] for r in results] if image_ids is None else image_ids
+    dets: list[dict] = []
+    for res, img_id in zip(results, ids):
         pred = res["pred"]
-        for (x1, y1, x2, y2), score, label in zip(pred["bboxes"], pred["scores"],
-                                                  pred["labels"]):
-            dets.append(dict(image_id=res["img_id"], category_id=cat_ids[label],
-                             bbox=[float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
-                             score=float(score)))
+        boxes = np.asarray(pred["bboxes"], np.float64).reshape(-1, 4)
+        if not len(boxes):
+            continue
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1).tolist()
+        scores = np.asarray(pred["scores"], np.float64).reshape(-1).tolist()
+        labels = cats[np.asarray(pred["labels"], np.int64).reshape(-1)].tolist()
+        dets.extend({"image_id": img_id, "category_id": c, "bbox": b, "score": sc}
+                    for b, sc, c in zip(xywh, scores, labels))
     return dets
+
+
+def _results_coco(coco_gt, dets: list, backend: str):
+    """``coco_gt.loadRes(dets)``; for faster-coco-eval the same object built
+    without loadRes's per-detection Python loop (area, id and iscrowd added
+    in one pass; the bbox-as-polygon ``segmentation`` is not needed for box IoU)."""
+    if backend != "faster_coco_eval" or not dets:
+        return coco_gt.loadRes(dets)
+    img_ids = set(coco_gt.getImgIds())
+    if any(d["image_id"] not in img_ids for d in dets):
+        raise ValueError("detections name an image that is not in the ground truth")
+    for index, det in enumerate(dets, 1):
+        bbox = det["bbox"]
+        det["area"] = bbox[2] * bbox[3]
+        det["id"] = index
+        det["iscrowd"] = 0
+    res = coco_classes(backend)[0]()
+    res.dataset = dict(images=list(coco_gt.dataset["images"]), annotations=dets,
+                       categories=[dict(c) for c in coco_gt.dataset["categories"]])
+    with quiet():
+        res.createIndex()
+    return res
 
 
 def reduce_coco_eval(ev: COCOeval, precision: bool, iou=None, area="all", max_dets=None) -> float:

@@ -128,16 +128,14 @@ class CocoMetric(BaseMetric):
                                  f"of ann_file {self.ann_file!r}")
             eval_ids = [r["img_id"] for r in results]
 
-        detections = coco_detections(results, cat_ids)
-        if self.outfile_prefix:
-            self._write_results(detections)
-        if not detections:
+        if self.outfile_prefix:  # with the samples' own image ids
+            self._write_results(coco_detections(results, cat_ids))
+        dets = coco_detections(results, cat_ids, eval_ids)
+        if not dets:
             print_log("CocoMetric: no detections in any image; every AP and AR is 0.",
                       logger="current", level=logging.WARNING)
             return {key: 0.0 for key in self._summary_keys()}
 
-        to_eval_id = {r["img_id"]: i for r, i in zip(results, eval_ids)}
-        dets = [dict(d, image_id=to_eval_id[d["image_id"]]) for d in detections]
         ev = run_coco_eval(coco_gt, dets, self.backend, img_ids=eval_ids, cat_ids=cat_ids,
                            max_dets=self.proposal_nums, iou_thrs=self.iou_thrs)
 

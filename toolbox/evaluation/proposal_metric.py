@@ -99,9 +99,7 @@ class ProposalRecallMetric(BaseMetric):
         # one category "object"; the shared COCO helpers build the ground truth
         # and the results-format detections from the samples
         coco_gt, eval_ids = coco_from_samples(results, ("object",), [1], self.backend)
-        to_eval_id = {r["img_id"]: i for r, i in zip(results, eval_ids)}
-        dets = [dict(d, image_id=to_eval_id[d["image_id"]])
-                for d in coco_detections(results, [1])]
+        dets = coco_detections(results, [1], eval_ids)
         if not dets:
             print_log("ProposalRecallMetric: no proposals in any image; every AR is 0.",
                       logger="current", level=logging.WARNING)

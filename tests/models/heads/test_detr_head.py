@@ -153,3 +153,41 @@ def test_transformer_and_positional_encoding_swap_by_config():
     assert isinstance(head.positional_encoding, LearnedPositionalEncoding)
     cls, boxes = head([torch.randn(1, 8, 3, 3)])
     assert cls.shape == (3, 1, 2, 2)  # one output per decoder layer
+
+
+def test_nearest_padding_mask_is_the_official_rule():
+    # the official DETR / HF: F.interpolate(pixel mask, size=feature size), nearest
+    feat = torch.zeros(2, 1, 9, 7)
+    metas = [dict(img_shape=(300, 210), batch_input_shape=(300, 210)),
+             dict(img_shape=(100, 150), batch_input_shape=(300, 210))]
+    mask = detr_head.DETRHead.nearest_padding_mask(feat, metas)
+    pixels = torch.ones(2, 300, 210)
+    pixels[0] = 0
+    pixels[1, :100, :150] = 0
+    expected = torch.nn.functional.interpolate(pixels[None], size=(9, 7))[0].bool()
+    assert torch.equal(mask, expected) and not mask[0].any()
+    # row 3 starts at pixel floor(3 * float32(300 / 9)) = 99 < 100: valid here, while
+    # 'cover' calls it padding (3 * 33.33 px = 100 exactly)
+    assert not mask[1, 3, 0] and detr_head.DETRHead.padding_mask(feat, metas)[1, 3, 0]
+    head = tiny_head(padding_mask="nearest")
+    assert head([torch.zeros(2, 8, 9, 7)], metas)[0].shape == (2, 2, 2, 2)
+    with pytest.raises(ValueError, match="padding_mask"):
+        tiny_head(padding_mask="ceil")
+
+
+def test_one_label_per_query_without_clipping():
+    head = tiny_head(num_classes=2, num_queries=3,
+                     test_cfg=dict(max_per_img=2, one_label_per_query=True, clip_boxes=False))
+    cls = torch.tensor([[[3.0, 1.0, 0.0], [0.0, 0.0, 5.0], [0.0, 2.0, 0.0]]])
+    boxes = torch.tensor([[[0.1, 0.3, 0.4, 0.4], [0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2]]])
+    meta = dict(img_shape=(100, 200), ori_shape=(200, 400), scale_factor=(0.5, 0.5))
+    result = head.predict_by_feat(cls, boxes, [meta])[0]
+    best = torch.softmax(cls[0], -1)[:, :2].max(-1)
+    # each query once, its best class; the two best queries (0, then 2), by score
+    assert result.labels.tolist() == [0, 1]
+    assert torch.allclose(result.scores, best.values[[0, 2]])
+    # query 0 reaches past the left border: [-20, 10, 60, 50] / 0.5, not clipped
+    assert torch.allclose(result.bboxes[0], torch.tensor([-40.0, 20.0, 120.0, 100.0]), atol=1e-4)
+    clipped = tiny_head(num_classes=2, num_queries=3,
+                        test_cfg=dict(one_label_per_query=True)).predict_by_feat(cls, boxes, [meta])
+    assert clipped[0].bboxes[0, 0] == 0 and len(clipped[0].scores) == 3
