@@ -1,4 +1,4 @@
-"""The ``toolbox`` command: ``plugins``, ``train``, ``test`` and ``infer``."""
+"""The ``toolbox`` command: ``plugins``, ``new-plugin``, ``train``, ``test`` and ``infer``."""
 from __future__ import annotations
 
 import argparse
@@ -168,6 +168,9 @@ def main(argv=None) -> int:
     p.add_argument("name", nargs="?", metavar="HOOK_POINT|COMPONENT",
                    help="show only this hook point, or one component's signature, defaults, "
                         "docstring, distribution and file")
+    from toolbox.scaffold import add_new_plugin_args
+    add_new_plugin_args(sub.add_parser(
+        "new-plugin", help="write a complete, installable plugin package with tests"))
     from toolbox.engine.launch import add_infer_args, add_test_args, add_train_args
     add_train_args(sub.add_parser("train", help="train a model from a config"))
     add_test_args(sub.add_parser("test", help="evaluate a checkpoint"))
@@ -176,6 +179,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "plugins":
         return _plugins(args)
+    if args.command == "new-plugin":
+        from toolbox.scaffold import main as new_plugin_main
+        return new_plugin_main(args)
     from toolbox.engine import launch
     if args.command == "train":
         launch.train(args)

@@ -7,6 +7,7 @@
   parts (``assigner``, ``sampler``, ``*coder``, ``anchor_generator``,
   ``matcher``), each against its registry and its constructor's signature;
 * the pipelines' transforms of every dataloader (through dataset wrappers);
+* the datasets (through wrappers) and the val/test metrics;
 * ``custom_hooks`` / ``default_hooks``, ``optim_wrapper`` (and its
   ``optimizer``) and ``param_scheduler``;
 
@@ -267,12 +268,13 @@ def _dataset_configs(cfg: dict, path: str):
 
 
 def _check_pipelines(cfg, problems: list, trials: list) -> None:
-    from toolbox.registry import TRANSFORMS
+    from toolbox.registry import DATASETS, TRANSFORMS
     for split in ("train", "val", "test"):
         loader = cfg.get(f"{split}_dataloader")
         if not isinstance(loader, dict):
             continue
         for dpath, dataset in _dataset_configs(loader.get("dataset"), f"{split}_dataloader.dataset"):
+            _check_registry_list(dataset, DATASETS, dpath, "dataset", problems, required=False)
             pipeline = dataset.get("pipeline")
             if not isinstance(pipeline, (list, tuple)):
                 continue
@@ -302,7 +304,11 @@ def _check_registry_list(entries, registry, path: str, kind: str, problems: list
                                           else f"{path}[{key}]")
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             continue
-        component = registry.get(item["type"])
+        try:
+            component = registry.get(item["type"])
+        except ToolboxError as exc:  # a hook-point registry explains unknown names itself
+            problems.append(f"config key '{where}.type': {exc}")
+            continue
         if component is None:
             close = difflib.get_close_matches(item["type"], _all_names(registry), n=3)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -339,6 +345,12 @@ def _check_runtime(cfg, problems: list) -> None:
     _check_registry_list(cfg.get("param_scheduler"), R.PARAM_SCHEDULERS, "param_scheduler",
                          "parameter scheduler", problems,
                          ignore=("optimizer", "convert_to_iter_based"))
+    for split in ("val", "test"):
+        evaluator = cfg.get(f"{split}_evaluator")
+        if isinstance(evaluator, dict) and "metrics" in evaluator:  # dict(type=Evaluator, ...)
+            evaluator = evaluator["metrics"]
+        _check_registry_list(evaluator, R.METRICS, f"{split}_evaluator", "metric", problems,
+                             required=False)
 
 
 # ------------------------------------------------------------- trial builds
@@ -348,8 +360,10 @@ def _resolve_path(stack: list[tuple[str, str, dict]]) -> str | None:
     if context is None or not stack:
         return None
     candidates, node = context.roots, None
-    for kind, name, args in stack:
+    for depth, (kind, name, args) in enumerate(stack):
         matches = [n for n in candidates if n.type == name]
+        if depth == 0:  # the validated config's own model, not some other build
+            matches = [n for n in matches if _args_match(n.args, args)]
         if not matches:
             return node.path if node is not None else None
         if len(matches) > 1:

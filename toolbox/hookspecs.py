@@ -15,11 +15,19 @@ Every hook takes no arguments and returns the components to register, as
 either a list of classes (registered under ``cls.__name__``) or a mapping of
 ``name -> class``. To replace a component that another plugin already
 provides, wrap it: ``{"VoVNet": toolbox.plugins.override(MyVoVNet)}``; the
-replacement is logged. Without ``override``, two providers of one name in
-one hook point is an error naming both distributions.
+replacement is shown when a run starts. Without ``override``, two providers
+of one name in one hook point is an error naming both distributions, raised
+when a config looks that name up (the other names keep working).
 
 Hooks are called once, lazily, on the first registry lookup. Keep the plugin
-module's top level cheap; importing torch there is fine.
+module's top level cheap; importing torch there is fine. Do not look a
+registry up from a hook (the registries fill only after every hook has
+answered): to reuse a built-in, import its class, e.g.
+``from toolbox.models.necks.fpn import FPN``. A plugin module may declare
+the plugin API versions it supports, ``TOOLBOX_API = ">=1,<2"``
+(:data:`toolbox.plugins.API_VERSION` is this contract's version).
+A function named ``toolbox_*`` that is not marked ``@hookimpl``, or a marked
+one whose name is not below, is warned about: it would register nothing.
 """
 import pluggy
 
@@ -91,10 +99,29 @@ def toolbox_heads():
 def toolbox_losses():
     """Return criteria (``nn.Module`` classes) used as ``loss_*`` of heads.
 
+    Contract: ``forward(pred, target, weight=None, avg_factor=None) -> Tensor``
+    (a scalar with the default ``reduction='mean'``), multiplied by the
+    loss's ``loss_weight``.
+
+    * classification losses (``loss_cls``): ``pred`` logits ``[N, C]``;
+      ``target`` long class indices ``[N]`` in ``[0, C]`` where ``C`` means
+      background, or a float ``[N, C]`` (one-hot or soft); a class attribute
+      ``use_sigmoid = True`` tells the head to predict ``C`` scores (no
+      background column; ``False``: ``C + 1`` with softmax);
+    * box losses (``loss_bbox``): ``pred`` / ``target`` ``[N, 4]`` deltas, or
+      boxes (x1 y1 x2 y2) when the class sets ``expects_boxes = True``;
+    * ``weight``: per sample ``[N]``, or broadcastable to ``pred``;
+    * ``avg_factor``: the sum is divided by it when given (heads pass the
+      number of positives, at least 1), else the loss is averaged;
+    * an image without objects gives all-background targets, and no
+      positives gives empty ``pred`` / ``target``: both must give a finite
+      loss (``toolbox.testing.check_loss`` checks all of this).
+
     A loss that needs training-set statistics declares
     ``needs_class_frequencies = True`` and a method
-    ``set_class_frequencies(instance_counts, image_counts)``; the engine calls
-    it with counts computed from the training dataset before training starts.
+    ``set_class_frequencies(instance_counts, image_counts, num_images=None)``
+    (``num_images`` is passed only when the method accepts it); the engine
+    calls it with counts computed from the training dataset before training.
     """
 
 

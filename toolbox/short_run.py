@@ -9,7 +9,8 @@ From the command line (``tools/train.py`` and ``toolbox train``), one
 validating once at the end, a checkpoint at the end, logging every
 iteration, no LR schedule); ``short_run.num_images=M`` keeps the first M
 images of the train, val and test sets (``num_images`` for the synthetic
-datasets, mmengine's ``indices`` for the others, through dataset wrappers)
+datasets, ``indices`` for mmengine ``BaseDataset`` subclasses, through
+dataset wrappers; a dataset taking neither is warned about and kept whole)
 and loads them in the main process. ``short_run.validate=False`` skips
 validation. :func:`apply_short_run` does the same from Python
 (``toolbox.testing.smoke_train`` uses it).
@@ -17,6 +18,7 @@ validation. :func:`apply_short_run` does the same from Python
 from __future__ import annotations
 
 import inspect
+import warnings
 
 __all__ = ["apply_short_run", "apply_short_run_from_cfg"]
 
@@ -30,21 +32,26 @@ def _accepts(component, name: str) -> bool:
         return False
 
 
-def _limit_dataset(dataset: dict, num_images: int) -> None:
+def _limit_dataset(dataset: dict, num_images: int, path: str) -> None:
     from toolbox.registry import DATASETS
     if not isinstance(dataset, dict):
         return
     kind = dataset.get("type")
     component = DATASETS.get(kind) if isinstance(kind, str) else kind
+    inner = dataset.get("dataset")
+    subs = dataset.get("datasets", []) or []
     if component is not None and _accepts(component, "num_images"):
         dataset["num_images"] = num_images
     elif component is not None and _accepts(component, "indices"):
         dataset["indices"] = num_images
-    inner = dataset.get("dataset")
+    elif not isinstance(inner, dict) and not subs:
+        warnings.warn(f"short_run.num_images: {path} ('{kind}') takes neither 'num_images' "
+                      "nor 'indices', so it keeps all its images (training is still cut "
+                      "by short_run.max_iters)", UserWarning, stacklevel=3)
     if isinstance(inner, dict):
-        _limit_dataset(inner, num_images)
-    for sub in dataset.get("datasets", []) or []:
-        _limit_dataset(sub, num_images)
+        _limit_dataset(inner, num_images, f"{path}.dataset")
+    for i, sub in enumerate(subs):
+        _limit_dataset(sub, num_images, f"{path}.datasets[{i}]")
 
 
 def apply_short_run(cfg, max_iters: int | None = None, num_images: int | None = None,
@@ -79,7 +86,7 @@ def apply_short_run(cfg, max_iters: int | None = None, num_images: int | None = 
             loader = cfg.get(f"{split}_dataloader")
             if not isinstance(loader, dict):
                 continue
-            _limit_dataset(loader.get("dataset"), num_images)
+            _limit_dataset(loader.get("dataset"), num_images, f"{split}_dataloader.dataset")
             loader["batch_size"] = min(int(loader.get("batch_size", 1)), num_images)
             loader["num_workers"] = 0
             loader["persistent_workers"] = False

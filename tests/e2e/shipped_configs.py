@@ -8,10 +8,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def shipped_configs(task: str) -> list[Path]:
     """Every ``configs/<family>/*.py`` whose model is a segmentor (``task=
-    'segmentation'``: it has a ``decode_head``) or a detector (``'detection'``)."""
+    'segmentation'``: it has a ``decode_head``) or a detector (``'detection'``).
+    ``configs/reference`` (evaluation-only copies of reference detectors, no
+    training set) is tested by tests/reference/ instead."""
     found = []
     for path in sorted((ROOT / "configs").glob("*/*.py")):
-        if path.parent.name == "_base_":
+        if path.parent.name in ("_base_", "reference"):
             continue
         is_segmentor = "decode_head" in Config.fromfile(str(path)).model
         if is_segmentor == (task == "segmentation"):

@@ -40,6 +40,8 @@ def toy_cfg(work_dir, *, model="ToyLinear", epochs=1, batch=4, size=32, val=Fals
 
 
 def train(cfg, *hooks, resume=False):
+    if resume:
+        cfg.experiment_name += "_resumed"  # a new run (logger, scope) in the same work dir
     runner = build_runner(cfg, resume=resume)
     for hook in hooks:
         runner.register_hook(hook)

@@ -58,6 +58,10 @@ def config(tmp_path, body: str) -> Config:
      ["unknown hook 'ProgresBarHook'", "ProgressBarHook"]),
     ("param_scheduler = [dict(type='LinearLR', start_factr=0.1)]", "param_scheduler[0].start_factr",
      ["parameter scheduler 'LinearLR'", "start_factor"]),
+    ("train_dataloader = dict(dataset=dict(num_image=4))", "train_dataloader.dataset.num_image",
+     ["dataset 'SyntheticCocoDataset'", "Did you mean 'num_images'"]),
+    ("val_evaluator = [dict(type='VOCMetrics')]", "val_evaluator[0].type",
+     ["unknown metric 'VOCMetrics'", "VOCMetric"]),
 ])
 def test_nested_mistakes_name_the_key_path_and_file(tmp_path, body, key, words):
     with pytest.raises(ToolboxError) as info:
@@ -121,3 +125,12 @@ def test_direct_builds_name_the_component(toolbox_plugins):
         NECKS.build(dict(type="CBAMFPN", in_channels=(8, 16), out_channels=8,
                          in_strides=(8, 16), kernel_size=4))
     assert "neck 'CBAMFPN'" in str(info.value) and "'kernel_size'" in str(info.value)
+
+
+def test_kwargs_handed_to_a_builtin_parent_are_checked_against_it(tmp_path, toolbox_plugins):
+    toolbox_plugins.add("toolbox-cbam", "0.1.0", "cbam_plugin", CBAM_PLUGIN, ep_name="cbam")
+    cfg = config(tmp_path, "model = dict(neck=dict(type='CBAMFPN', num_out=5))")
+    with pytest.raises(ConfigArgumentError) as info:
+        check_config(cfg)
+    msg = str(info.value)
+    assert "config key 'model.neck.num_out'" in msg and "Did you mean 'num_outs'" in msg

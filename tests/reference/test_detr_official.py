@@ -11,6 +11,7 @@ the comparison is on the same pixels, not on the same resize).
 """
 import copy
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from mmengine.config import Config
 
 from toolbox.apis import Inferencer
 from toolbox.apis.inferencer import CheckpointMismatchError
+from toolbox.convert import convert_checkpoint
 from toolbox.convert.base import ConversionError
 from toolbox.convert.detr import LAYOUTS, convert_hf, convert_official
 
@@ -29,7 +31,8 @@ from transformers.models.detr.image_processing_detr import DetrImageProcessor  #
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CONFIG = "configs/reference/detr_r50_official.py"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = str(ROOT / "configs/reference/detr_r50_official.py")
 SCALE = (320, 192)  # (long, short) instead of (1333, 800), for a fast CPU test
 BOX_TOL, SCORE_TOL, LOSS_RTOL = 1e-3, 1e-4, 1e-5
 
@@ -188,11 +191,14 @@ def assert_same_detections(results, references):
 
 @pytest.mark.parametrize("layout", ["detr-hf", "detr-official"])
 def test_inference_equals_hf(hf_model, layout, tmp_path):
+    # the user's path: a reference file -> tools/convert_weights.py (layout
+    # detected) -> Inferencer
     state = hf_model.state_dict()
-    converted = convert_hf(state) if layout == "detr-hf" else convert_official(
-        official_layout(state))
-    infer = Inferencer(small_config(), checkpoint(converted, tmp_path / "detr.pth"),
-                       score_thr=0.0)
+    src = tmp_path / "reference.pth"
+    torch.save(state if layout == "detr-hf" else official_layout(state), src)
+    meta = convert_checkpoint(str(src), str(tmp_path / "detr.pth"))
+    assert meta["format"] == layout
+    infer = Inferencer(small_config(), str(tmp_path / "detr.pth"), score_thr=0.0)
     imgs = images()
     # each image alone (two non-square sizes), then both in one padded batch
     runs = [[imgs[0]], [imgs[1]], imgs] if layout == "detr-hf" else [imgs]
@@ -201,11 +207,21 @@ def test_inference_equals_hf(hf_model, layout, tmp_path):
         assert_same_detections(results, run_hf(hf_model, results, batch))
 
 
+def hf4_layout(hf_state):
+    """transformers 4's names for the same weights (``conv_encoder.``,
+    ``out_proj``, ``fc1``/``fc2`` directly on the layer)."""
+    def rename(k):
+        k = k.replace("model.backbone.model.", "model.backbone.conv_encoder.model.")
+        return k.replace(".o_proj.", ".out_proj.").replace(".mlp.fc", ".fc")
+    return {rename(k): v for k, v in hf_state.items()}
+
+
 def test_official_and_hf_layouts_convert_to_the_same_weights(hf_model):
     state = hf_model.state_dict()
     a, b = convert_hf(state), convert_official(official_layout(state))
-    assert set(a) == set(b)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = convert_hf(hf4_layout(state))
+    assert set(a) == set(b) == set(c)
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
     assert [lay.name for lay in LAYOUTS if lay.detect(list(state))] == ["detr-hf"]
     official = official_layout(state)["model"]
     assert [lay.name for lay in LAYOUTS if lay.detect(list(official))] == ["detr-official"]
@@ -225,6 +241,19 @@ def training_batch(infer):
         items.append(infer.array_pipeline(results))
     return det_collate(items, **{k: v for k, v in infer.cfg.test_dataloader.collate_fn.items()
                                  if k != "type"})
+
+
+def test_test_step_on_the_configs_batches_equals_hf(hf_model, tmp_path):
+    """tools/test.py's path: the config's collate pads only to the batch's
+    largest image (no size divisor), as the official DETR batches."""
+    infer = Inferencer(small_config(), checkpoint(convert_hf(hf_model.state_dict()),
+                                                  tmp_path / "detr.pth"))
+    batch = training_batch(infer)
+    shapes = [s.metainfo["img_shape"] for s in batch["data_samples"]]
+    assert tuple(batch["inputs"].shape[-2:]) == tuple(max(s[i] for s in shapes) for i in (0, 1))
+    with torch.no_grad():
+        results = infer.model.test_step(batch)
+    assert_same_detections(results, run_hf(hf_model, results, batch["inputs"]))
 
 
 def test_training_losses_equal_hf(hf_model, tmp_path):
@@ -265,11 +294,13 @@ def test_training_losses_equal_hf(hf_model, tmp_path):
         assert losses[key].item() == pytest.approx(value.item(), rel=LOSS_RTOL), key
     # the same gradients reach the weights
     sum(losses.values()).backward()
-    weight = sum(ref.values())
-    weight.backward()
-    got = model.bbox_head.class_embed.weight.grad
-    want = hf.class_labels_classifier.weight.grad
-    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+    sum(ref.values()).backward()
+    head = model.bbox_head
+    for got, want in ((head.class_embed.weight, hf.class_labels_classifier.weight),
+                      (head.query_embed.weight, hf.model.query_position_embeddings.weight),
+                      (model.backbone.layer4[2].conv3.weight,
+                       hf.model.backbone.model.layer4[2].conv3.weight)):
+        assert (got.grad - want.grad).abs().max() <= 1e-4 * want.grad.abs().max()
 
 
 def test_bad_checkpoints_are_named(hf_model, tmp_path):
@@ -286,3 +317,52 @@ def test_bad_checkpoints_are_named(hf_model, tmp_path):
     path = checkpoint(state, tmp_path / "voc_detr.pth")
     with pytest.raises(CheckpointMismatchError, match=r"voc_detr\.pth.*class_embed\.weight"):
         Inferencer(small_config(), path)
+
+
+@pytest.mark.slow
+def test_tools_test_writes_hf_detections_as_coco_ids(hf_model, tmp_path):
+    """tools/test.py on a COCO-format folder, 2 images per batch as the
+    official evaluation: the results JSON holds HF's detections, label ==
+    COCO category id."""
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+    root = tmp_path / "coco"
+    (root / "val").mkdir(parents=True)
+    entries, anns = [], []
+    for i, img in enumerate(images()):
+        cv2.imwrite(str(root / "val" / f"{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        entries.append(dict(id=i + 1, file_name=f"{i}.png", height=img.shape[0],
+                            width=img.shape[1]))
+        anns.append(dict(id=i + 1, image_id=i + 1, category_id=18, iscrowd=0,
+                         bbox=[10.0, 15.0, 40.0, 50.0], area=2000.0))
+    ann_file = root / "instances_val.json"
+    ann_file.write_text(json.dumps(dict(images=entries, annotations=anns,
+                                        categories=[dict(id=18, name="dog")])))
+    torch.save(hf_model.state_dict(), tmp_path / "hf.pth")
+    convert_checkpoint(str(tmp_path / "hf.pth"), str(tmp_path / "detr.pth"))
+    prefix = tmp_path / "results"
+    options = [f"test_dataloader.dataset.data_root={root}/", f"test_dataloader.dataset.ann_file="
+               f"{ann_file}", "test_dataloader.dataset.data_prefix.img=val/",
+               "test_dataloader.num_workers=0", "test_dataloader.persistent_workers=False",
+               f"test_dataloader.dataset.pipeline.1.scale={SCALE}".replace(" ", ""),
+               f"test_evaluator.ann_file={ann_file}", f"test_evaluator.outfile_prefix={prefix}"]
+    run = subprocess.run([sys.executable, str(ROOT / "tools/test.py"), CONFIG,
+                          str(tmp_path / "detr.pth"),
+                          "--work-dir", str(tmp_path / "work"), "--cfg-options", *options],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    dets = json.loads(Path(f"{prefix}.bbox.json").read_text())
+
+    batch = training_batch(Inferencer(small_config(), None))  # the same pixels, both images
+    for image_id, ref in enumerate(run_hf(hf_model, batch["data_samples"], batch["inputs"]), 1):
+        mine = sorted((d for d in dets if d["image_id"] == image_id), key=lambda d: -d["score"])
+        order = torch.sort(ref["scores"], descending=True, stable=True).indices
+        assert [d["category_id"] for d in mine] == ref["labels"][order].tolist()
+        scores = torch.tensor([d["score"] for d in mine])
+        assert (scores - ref["scores"][order]).abs().max() < SCORE_TOL
+        xywh = torch.tensor([d["bbox"] for d in mine])
+        boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], dim=1)
+        assert (boxes - ref["boxes"][order]).abs().max() < BOX_TOL

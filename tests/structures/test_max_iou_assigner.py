@@ -69,3 +69,35 @@ def test_ignore_regions_without_gt():
     result = assigner.assign(PRIORS, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long),
                              ignored_bboxes=torch.tensor([[0.0, 0, 10, 10]]))
     assert result.gt_inds.tolist() == [-1, -1, -1, -1, 0, 0, 0]
+
+
+def test_low_quality_matches_go_to_the_priors_best_gt_as_in_torchvision():
+    # prior 0 is the best prior of both gts (IoU 0.4 with gt0, 0.15 with gt1): the claiming
+    # mode gives it to the last claimant, torchvision to the gt it overlaps most
+    gt = torch.tensor([[0.0, 0, 10, 10], [6, 0, 14, 10]])
+    priors = torch.tensor([[0.0, 0, 10, 4], [20, 20, 30, 30]])
+    claiming = MaxIoUAssigner(0.5, 0.4).assign(priors, gt)
+    best = MaxIoUAssigner(0.5, 0.4, low_quality_gt="best").assign(priors, gt)
+    assert claiming.gt_inds.tolist() == [2, 0] and best.gt_inds.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="low_quality_gt"):
+        MaxIoUAssigner(0.5, 0.4, low_quality_gt="last")
+
+
+def test_best_low_quality_mode_equals_torchvision_matcher():
+    from torchvision.models.detection._utils import Matcher
+    from torchvision.ops import box_iou
+
+    g = torch.Generator().manual_seed(0)
+
+    def boxes(n, size):
+        xy = torch.rand(n, 2, generator=g) * 200
+        return torch.cat([xy, xy + 4 + torch.rand(n, 2, generator=g) * size], dim=1)
+
+    for _ in range(5):
+        gt, priors = boxes(12, 80), boxes(3000, 60)
+        priors = torch.cat([priors, priors[:50]])  # exact ties between priors
+        matches = Matcher(0.5, 0.4, allow_low_quality_matches=True)(box_iou(gt, priors))
+        # torchvision: -1 below the low threshold (negative), -2 between (ignored), k >= 0 gt k
+        expected = torch.where(matches == -1, 0, torch.where(matches == -2, -1, matches + 1))
+        got = MaxIoUAssigner(0.5, 0.4, low_quality_gt="best").assign(priors, gt).gt_inds
+        assert torch.equal(got, expected)

@@ -96,31 +96,30 @@ def convert_hf(state_dict: Mapping[str, Tensor]) -> "OrderedDict[str, Tensor]":
     layout = "detr-hf (HF transformers DetrForObjectDetection)"
     state_dict = _fuse_qkv(drop_keys(_unwrap(state_dict), ["num_batches_tracked"]), layout)
     backbone = r"model\.backbone\.(?:conv_encoder\.)?model\."
-    enc = r"model\.encoder\.layers\.(\d+)\."
-    dec = r"model\.decoder\.layers\.(\d+)\."
-    tf = r"bbox_head.transformer."
-    wb = r"(weight|bias)"
     rules = [(backbone + p, r) for p, r in _RESNET]
+    # per transformer layer: HF module name (pattern) -> the toolbox one
+    layer_parts = {
+        "encoder": [(r"self_attn\.in_proj_", "self_attn.in_proj_"),
+                    (r"self_attn\.(?:out|o)_proj\.", "self_attn.out_proj."),
+                    (r"self_attn_layer_norm\.", "norm1."), (r"(?:mlp\.)?fc1\.", "linear1."),
+                    (r"(?:mlp\.)?fc2\.", "linear2."), (r"final_layer_norm\.", "norm2.")],
+        "decoder": [(r"self_attn\.in_proj_", "self_attn.in_proj_"),
+                    (r"self_attn\.(?:out|o)_proj\.", "self_attn.out_proj."),
+                    (r"self_attn_layer_norm\.", "norm1."),
+                    (r"encoder_attn\.in_proj_", "multihead_attn.in_proj_"),
+                    (r"encoder_attn\.(?:out|o)_proj\.", "multihead_attn.out_proj."),
+                    (r"encoder_attn_layer_norm\.", "norm2."), (r"(?:mlp\.)?fc1\.", "linear1."),
+                    (r"(?:mlp\.)?fc2\.", "linear2."), (r"final_layer_norm\.", "norm3.")],
+    }
+    for stack, parts in layer_parts.items():
+        rules += [(rf"model\.{stack}\.layers\.(\d+)\.{hf}(weight|bias)",
+                   rf"bbox_head.transformer.{stack}.layers.\1.{ours}\2") for hf, ours in parts]
     rules += [
-        (enc + r"self_attn\.in_proj_" + wb, tf + r"encoder.layers.\1.self_attn.in_proj_\2"),
-        (enc + r"self_attn\.(?:out|o)_proj\." + wb, tf + r"encoder.layers.\1.self_attn.out_proj.\2"),
-        (enc + r"self_attn_layer_norm\." + wb, tf + r"encoder.layers.\1.norm1.\2"),
-        (enc + r"(?:mlp\.)?fc([12])\." + wb, tf + r"encoder.layers.\1.linear\2.\3"),
-        (enc + r"final_layer_norm\." + wb, tf + r"encoder.layers.\1.norm2.\2"),
-        (dec + r"self_attn\.in_proj_" + wb, tf + r"decoder.layers.\1.self_attn.in_proj_\2"),
-        (dec + r"self_attn\.(?:out|o)_proj\." + wb, tf + r"decoder.layers.\1.self_attn.out_proj.\2"),
-        (dec + r"self_attn_layer_norm\." + wb, tf + r"decoder.layers.\1.norm1.\2"),
-        (dec + r"encoder_attn\.in_proj_" + wb, tf + r"decoder.layers.\1.multihead_attn.in_proj_\2"),
-        (dec + r"encoder_attn\.(?:out|o)_proj\." + wb,
-         tf + r"decoder.layers.\1.multihead_attn.out_proj.\2"),
-        (dec + r"encoder_attn_layer_norm\." + wb, tf + r"decoder.layers.\1.norm2.\2"),
-        (dec + r"(?:mlp\.)?fc([12])\." + wb, tf + r"decoder.layers.\1.linear\2.\3"),
-        (dec + r"final_layer_norm\." + wb, tf + r"decoder.layers.\1.norm3.\2"),
-        (r"model\.decoder\.layernorm\." + wb, tf + r"decoder.norm.\1"),
-        (r"model\.input_projection\." + wb, r"bbox_head.input_proj.\1"),
+        (r"model\.decoder\.layernorm\.(weight|bias)", r"bbox_head.transformer.decoder.norm.\1"),
+        (r"model\.input_projection\.(weight|bias)", r"bbox_head.input_proj.\1"),
         (r"model\.query_position_embeddings\.weight", r"bbox_head.query_embed.weight"),
-        (r"class_labels_classifier\." + wb, r"bbox_head.class_embed.\1"),
-        (r"bbox_predictor\.layers\.(\d+)\." + wb, r"bbox_head.bbox_embed.layers.\1.\2"),
+        (r"class_labels_classifier\.(weight|bias)", r"bbox_head.class_embed.\1"),
+        (r"bbox_predictor\.layers\.(\d+)\.(weight|bias)", r"bbox_head.bbox_embed.layers.\1.\2"),
     ]
     return rename_keys(state_dict, rules, layout)
 

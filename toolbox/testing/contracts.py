@@ -149,8 +149,10 @@ def check_loss(cfg, kind: str = "classification", num_classes: int = 4, n: int =
     them). ``kind='regression'``: ``pred`` and ``target`` boxes ``[N, 4]``
     (x1 y1 x2 y2). Checks: a finite scalar with gradients; all-ones
     ``weight`` equals no weight and all-zero ``weight`` gives 0; the loss
-    scales as ``1 / avg_factor``; empty ``pred`` / ``target`` give a finite
-    loss whose backward works. Returns the computed values."""
+    scales as ``1 / avg_factor``; all-background targets (an image without
+    objects) and empty ``pred`` / ``target`` (with ``avg_factor=1``, as heads
+    call it when nothing matched) give a finite loss whose backward works.
+    Returns the computed values."""
     from toolbox.registry import LOSSES
     loss = _build(cfg, LOSSES)
     owner = f"loss {_name(loss)}"
@@ -187,8 +189,12 @@ def check_loss(cfg, kind: str = "classification", num_classes: int = 4, n: int =
             raise ContractError(f"{owner}: the loss does not scale as 1 / avg_factor "
                                 f"(avg_factor=2: {a2.item():.6g}, avg_factor=8: "
                                 f"{a8.item():.6g}); divide the summed loss by avg_factor")
+        if kind == "classification":  # an image without objects: every target background
+            _finite_scalar(owner, loss(pred, torch.full((n,), num_classes), avg_factor=1.0),
+                           "the loss of all-background targets")
     epred = empty[0].requires_grad_()
-    evalue = _finite_scalar(owner, loss(epred, empty[1]), "the loss of empty pred/target")
+    evalue = _finite_scalar(owner, loss(epred, empty[1], avg_factor=1.0),
+                            "the loss of empty pred/target (avg_factor=1, as heads call it)")
     if evalue.requires_grad:
         evalue.backward()
     return dict(loss=value.detach(), weight_ones=ones, weight_zeros=zeros,

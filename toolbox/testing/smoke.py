@@ -41,7 +41,8 @@ def smoke_train(config, steps: int = 2, num_images: int = 4, work_dir: str | Non
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             if outputs:
-                total = sum(float(v) for k, v in outputs.items() if "loss" in k)
+                total = sum(float(v.detach()) if hasattr(v, "detach") else float(v)
+                            for k, v in outputs.items() if "loss" in k)
                 losses.append(total)
 
     runner.register_hook(_Record())

@@ -41,3 +41,22 @@ def test_listed_by_the_toolbox_command_with_its_distribution():
     assert rows["TemplateNet"]["distribution"] == "toolbox-plugin-template"
     assert rows["TemplateNet"]["version"] == "0.1.0"
     assert {r["name"] for r in listing["hook_points"]["losses"]} >= {"CharbonnierLoss"}
+
+
+# The contracts, checked with the toolbox's testing kit (toolbox.testing).
+from toolbox import testing  # noqa: E402
+
+
+def test_backbone_declares_what_it_returns():
+    testing.check_backbone(dict(type="TemplateNet", widths=(8, 16, 32)))
+    testing.check_backbone(dict(type="TemplateNet", widths=(8, 16, 32, 64), out_indices=(1, 3)),
+                           sizes=[(64, 64), (96, 160)])
+
+
+def test_neck_declares_what_it_returns():
+    testing.check_neck(dict(type="TemplateNeck", out_channels=12),
+                       in_channels=(8, 16, 32), in_strides=(4, 8, 16))
+
+
+def test_loss_honours_weight_avg_factor_and_empty_targets():
+    testing.check_loss(dict(type="CharbonnierLoss", eps=0.01), kind="regression")

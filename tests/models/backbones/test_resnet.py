@@ -185,3 +185,23 @@ def test_unknown_reference_key_is_an_error(resnet18):
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ResNet(**kwargs)
+
+
+def test_norm_eps_reaches_every_norm_layer():
+    model = ResNet(depth=18, norm="FrozenBN", norm_eps=0.0)
+    norms = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(norms) > 10 and all(m.eps == 0.0 for m in norms)
+    assert all(m.eps == 1e-5 for m in ResNet(depth=18).modules() if isinstance(m, nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="norm_eps"):
+        ResNet(depth=18, norm_eps=-1)
+
+
+def test_frozen_stages_without_eval_keep_batchnorm_training():
+    """frozen_stages_eval=False is torchvision's trainable_backbone_layers: no gradients in the
+    frozen stages, but their BatchNorms follow train() (batch statistics)."""
+    model = ResNet(depth=18, frozen_stages=1, frozen_stages_eval=False).train()
+    assert model.stem.bn.training and model.layer1[0].bn1.training
+    assert not any(p.requires_grad for p in model.layer1.parameters())
+    assert all(p.requires_grad for p in model.layer2.parameters())
+    assert not ResNet(depth=18, frozen_stages=1).train().layer1[0].bn1.training
+    assert not model.eval().layer1[0].bn1.training

@@ -159,3 +159,20 @@ def test_small_variant_overfits_and_recovers_original_boxes():
         truth = torch.as_tensor(example["ori_gt_bboxes"])
         assert box_iou(pred.bboxes[:1], truth).item() > 0.7, (pred.bboxes[:1], truth)
         assert pred.labels[0].item() == int(example["ori_gt_labels"][0])
+
+
+def test_pad_size_divisor_pads_to_the_batch_only():
+    backbone = dict(type="ResNet", depth=18, out_indices=(3,))
+    seen = []
+    cfg = dict(type="DETRHead", num_classes=2, embed_dims=16, num_queries=3,
+               transformer=dict(nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                                dim_feedforward=16))
+    model = MODELS.build(dict(type="DETR", backbone=backbone, bbox_head=cfg, pad_size_divisor=1))
+    assert model.size_divisor == 1
+    model.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    model([torch.randn(3, 50, 70), torch.randn(3, 45, 66)], mode="tensor")
+    assert seen[-1][-2:] == (50, 70)
+    default = MODELS.build(dict(type="DETR", backbone=backbone, bbox_head=cfg))
+    assert default.size_divisor == 32
+    with pytest.raises(ValueError, match="pad_size_divisor"):
+        MODELS.build(dict(type="DETR", backbone=backbone, bbox_head=cfg, pad_size_divisor=0))

@@ -157,20 +157,20 @@ def test_transformer_and_positional_encoding_swap_by_config():
 
 def test_nearest_padding_mask_is_the_official_rule():
     # the official DETR / HF: F.interpolate(pixel mask, size=feature size), nearest
-    feat = torch.zeros(2, 1, 9, 7)
-    metas = [dict(img_shape=(300, 210), batch_input_shape=(300, 210)),
-             dict(img_shape=(100, 150), batch_input_shape=(300, 210))]
+    feat = torch.zeros(2, 1, 22, 3)
+    metas = [dict(img_shape=(26, 6), batch_input_shape=(26, 6)),
+             dict(img_shape=(13, 4), batch_input_shape=(26, 6))]
     mask = detr_head.DETRHead.nearest_padding_mask(feat, metas)
-    pixels = torch.ones(2, 300, 210)
+    pixels = torch.ones(2, 26, 6)
     pixels[0] = 0
-    pixels[1, :100, :150] = 0
-    expected = torch.nn.functional.interpolate(pixels[None], size=(9, 7))[0].bool()
+    pixels[1, :13, :4] = 0
+    expected = torch.nn.functional.interpolate(pixels[None], size=(22, 3))[0].bool()
     assert torch.equal(mask, expected) and not mask[0].any()
-    # row 3 starts at pixel floor(3 * float32(300 / 9)) = 99 < 100: valid here, while
-    # 'cover' calls it padding (3 * 33.33 px = 100 exactly)
-    assert not mask[1, 3, 0] and detr_head.DETRHead.padding_mask(feat, metas)[1, 3, 0]
+    # row 11 samples pixel floor(11 * float32(26 / 22)) = 12 < 13: valid, while
+    # 'cover' calls it padding (11 * 26 / 22 = 13 exactly: it starts past the image)
+    assert not mask[1, 11, 0] and detr_head.DETRHead.padding_mask(feat, metas)[1, 11, 0]
     head = tiny_head(padding_mask="nearest")
-    assert head([torch.zeros(2, 8, 9, 7)], metas)[0].shape == (2, 2, 2, 2)
+    assert head([torch.zeros(2, 8, 22, 3)], metas)[0].shape == (2, 2, 2, 2)
     with pytest.raises(ValueError, match="padding_mask"):
         tiny_head(padding_mask="ceil")
 

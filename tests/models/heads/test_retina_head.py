@@ -206,3 +206,29 @@ def test_predictions_map_back_to_original_coordinates(overfit):
                            flip=True, flip_direction="horizontal")
     expected = torch.tensor([[(64 - 40) / 0.5, 12 / 0.64, (64 - 10) / 0.5, 44 / 0.64]])
     assert box_iou(box[None], expected).item() > 0.7
+
+
+def test_per_image_loss_normalizer_is_the_mean_of_single_image_losses():
+    """loss_normalizer='image' (torchvision): each image's sum over its own positives, then
+    the mean over images; 'batch' divides the batch's sum by all its positives."""
+    head = tiny_head(loss_normalizer="image")
+    x = feats()
+    samples = [sample([GT_BOX], [GT_LABEL]), sample([[0.0, 0, 30, 20], [30, 30, 60, 62]], [0, 1])]
+    both = head.loss(x, samples)
+    alone = [head.loss([f[i:i + 1] for f in x], [s]) for i, s in enumerate(samples)]
+    for key in ("loss_cls", "loss_bbox"):
+        assert both[key].item() == pytest.approx((alone[0][key] + alone[1][key]).item() / 2,
+                                                 rel=1e-6)
+    batch = tiny_head(loss_normalizer="batch")
+    batch.load_state_dict(head.state_dict())
+    assert batch.loss(x, samples)["loss_cls"].item() != pytest.approx(both["loss_cls"].item())
+    with pytest.raises(ValueError, match="loss_normalizer"):
+        tiny_head(loss_normalizer="anchor")
+
+
+def test_padding_anchors_count_when_not_skipped():
+    head = tiny_head(skip_padding_anchors=False)
+    sizes = [(8, 8), (4, 4)]
+    anchors = torch.cat(head.prior_generator.grid_anchors(sizes))
+    _, counted, _, _ = head.get_targets(anchors, sizes, [sample([], [], img_shape=(32, 64))])
+    assert counted.all()  # torchvision: anchors over the batch padding are negatives too

@@ -133,7 +133,8 @@ class ResNet(Backbone):
         norm_layer = _NORMS[norm]
         if norm_eps is not None:
             if not isinstance(norm_eps, (int, float)) or norm_eps < 0:
-                raise ValueError(f"ResNet: norm_eps must be a number >= 0 or None, got {norm_eps!r}")
+                raise ValueError(f"ResNet: norm_eps must be a number >= 0 or None, "
+                                 f"got {norm_eps!r}")
             norm_layer = partial(norm_layer, eps=float(norm_eps))
 
         self.stem = nn.Sequential(OrderedDict(

@@ -175,6 +175,9 @@ class RoIBoxHead(BaseModule):
             raise ValueError(f"RoIBoxHead: got {len(feats)} feature maps for "
                              f"{len(self.strides)} strides {self.strides}")
         feats = [feats[i] for i in self.roi_levels]
+        if len(feats) == 1:  # one level: no mapping, no scatter
+            return roi_align(feats[0], rois, self.roi_size, 1.0 / self.roi_strides[0],
+                             self.sampling_ratio, self.aligned)
         out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], self.roi_size, self.roi_size))
         levels = map_roi_levels(rois[:, 1:], self.roi_strides, self.canonical_scale,
                                 self.canonical_level)

@@ -1,0 +1,51 @@
+"""The data pipeline's fast paths (benchmarks/data_pipeline.py) change no
+value: Normalize's OpenCV path gives exactly the floats of the NumPy
+expression ``(img / scale - mean) / std``; det_collate's single-copy batch
+equals pad-then-stack, and is in shared memory inside DataLoader workers."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from toolbox.datasets._collate import det_collate
+from toolbox.datasets.transforms.normalize import Normalize
+from toolbox.structures import DetDataSample
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, dict(scale=255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))])
+@pytest.mark.parametrize("shape", [(37, 55, 3), (480, 640, 3)])
+def test_matches_numpy_bit_for_bit(kwargs, shape):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)[:, ::-1]  # a non-contiguous view
+    norm = Normalize(**kwargs)
+    x = img.astype(np.float32)
+    if norm.scale != 1:
+        x = x / norm.scale
+    expected = (x - norm.mean) / norm.std
+    out = norm(dict(img=img))["img"]
+    assert out.dtype == np.float32 and out.shape == shape
+    assert np.array_equal(out, expected)
+    assert img.dtype == np.uint8  # the input is left alone
+    # float input (e.g. after a float transform) takes the same path
+    assert np.array_equal(norm(dict(img=img.astype(np.float32)))["img"], expected)
+
+
+def test_det_collate_equals_pad_then_stack():
+    xs = [torch.randn(3, 50, 70), torch.randn(3, 64, 33), torch.randn(3, 7, 9)]
+    batch = det_collate([dict(inputs=x, data_samples=DetDataSample()) for x in xs],
+                        size_divisor=32, pad_value=1.5)
+    expected = torch.stack([F.pad(x, (0, 96 - x.shape[2], 0, 64 - x.shape[1]), value=1.5)
+                            for x in xs])
+    assert torch.equal(batch["inputs"], expected)
+    assert all(s.batch_input_shape == (64, 96) for s in batch["data_samples"])
+
+
+def test_det_collate_in_a_worker_uses_shared_memory():
+    items = [dict(inputs=torch.full((3, 40, 40), float(i)), data_samples=DetDataSample())
+             for i in range(4)]
+    loader = torch.utils.data.DataLoader(items, batch_size=2, num_workers=1,
+                                         collate_fn=det_collate)
+    batches = list(loader)
+    assert batches[0]["inputs"].is_shared()
+    assert torch.equal(batches[1]["inputs"][:, 0, 0, 0], torch.tensor([2.0, 3.0]))
