@@ -32,8 +32,8 @@ def filter_scores_and_topk(scores: Tensor, score_thr: float, topk: int
     keep = torch.nonzero(flat > score_thr).squeeze(1)
     flat = flat[keep]
     k = flat.numel() if topk is None or topk <= 0 else min(int(topk), flat.numel())
-    flat, order = flat.sort(descending=True)
-    flat, keep = flat[:k], keep[order[:k]]
+    flat, order = flat.topk(k)  # sorted; cheaper than sorting every candidate
+    keep = keep[order]
     return flat, keep % num_classes, torch.div(keep, num_classes, rounding_mode="floor")
 
 
