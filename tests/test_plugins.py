@@ -181,7 +181,12 @@ def test_unmarked_hook_function_warns(toolbox_plugins):
         LOSSES.names()
     text = " ".join(str(r.message) for r in record)
     assert "bare-losses 0.1" in text and "'toolbox_losses'" in text and "@hookimpl" in text
-    assert "implements no toolbox hook" in text
+
+
+def test_plugin_module_without_any_hook_warns(toolbox_plugins):
+    toolbox_plugins.add("empty-nets", "0.1", "empty_nets", "def build_everything():\n    pass\n")
+    with pytest.warns(PluginWarning, match="empty-nets 0.1.*implements no toolbox hook"):
+        LOSSES.names()
 
 
 def test_unknown_allow_list_name_warns_with_the_installed_plugins(toolbox_plugins):

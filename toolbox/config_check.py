@@ -447,18 +447,21 @@ def _trial_build_model(model_cfg) -> None:
     scope = (DefaultScope.overwrite_default_scope("toolbox")
              if DefaultScope.get_current_instance() is None else contextlib.nullcontext())
     with scope:
+        failed = False
         try:
             with torch.device("meta"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 MODELS.build(model_cfg)
         except (ConfigValueError, ConfigArgumentError, UnknownComponentError):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                MODELS.build(model_cfg)  # raises the real error, or was a meta artefact
+            failed = True
         except ToolboxError:
             raise
         except Exception:
             return
+        if failed:  # outside the handler: one traceback, not two chained ones
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                MODELS.build(model_cfg)  # raises the real error, or it was a meta artefact
 
 
 def _trial_build_transforms(trials: list, filename: str | None) -> None:

@@ -227,7 +227,7 @@ def hook_problems(plugin) -> list[str]:
         if marked or close:
             problems.append(f"'{attr}' in {where} is not a toolbox hook, so it registers "
                             f"nothing.{hint} Hooks: {', '.join(_HOOK_NAMES)}")
-    if not implemented:
+    if not implemented and not problems:
         problems.append(f"{where} implements no toolbox hook, so it registers nothing; "
                         f"define @hookimpl functions named {', '.join(_HOOK_NAMES)}")
     return problems

@@ -16,9 +16,10 @@
 # Pre-processing as the official evaluation: shorter side 800, longer at most
 # 1333, ImageNet mean/std, images padded (zeros after normalising) only to the
 # largest image of the batch, with a padding mask (no size divisor). The
-# official resize is PIL-based (size rule: long side int(800 * long / short));
-# this one is cv2 bilinear with the long side rounded, so pixels may differ
-# slightly (a 640 x 480 image becomes 1067 x 800 here, 1066 x 800 there).
+# size follows the official rule (`size_rule="detr"`: long side
+# int(800 * long / short), a 640 x 480 image becomes 1066 x 800); the
+# official interpolation is PIL's bilinear (with antialiasing), this one
+# cv2's, so pixels differ slightly.
 # The official evaluation runs 2 images per batch (README: `--batch_size 2`),
 # and DETR's outputs depend on the batch's padding, so this does too.
 # Post-processing as the official `PostProcess`: softmax, no-object dropped,
@@ -50,7 +51,7 @@ model = dict(
 )
 test_pipeline = [
     dict(type="LoadImage"),
-    dict(type="Resize", scale=(1333, 800), keep_ratio=True),
+    dict(type="Resize", scale=(1333, 800), keep_ratio=True, size_rule="detr"),
     dict(type="Normalize", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
     dict(type="PackDetInputs"),
 ]

@@ -262,3 +262,14 @@ def test_torch_backend_resizes_as_torchvision_generalized_rcnn_transform(hw):
 def test_torch_backend_needs_keep_ratio():
     with pytest.raises(ValueError, match="keep_ratio"):
         TRANSFORMS.build(dict(type="Resize", scale=(1333, 800), keep_ratio=False, backend="torch"))
+
+
+@pytest.mark.parametrize("hw, expected", [((480, 640), (800, 1066)), ((640, 480), (1066, 800)),
+                                          ((500, 2000), (333, 1332)), ((800, 900), (800, 900)),
+                                          ((427, 640), (800, 1199))])
+def test_detr_size_rule_equals_the_official_get_size_with_aspect_ratio(hw, expected):
+    """The DETR authors' rule (datasets/transforms.py in facebookresearch/detr),
+    worked by hand: 640x480 -> 1066x800 (int(800 * 640 / 480) = 1066),
+    2000x500 -> short side round(1333 * 500 / 2000) = 333, long int(333 * 4) = 1332."""
+    resize = TRANSFORMS.build(dict(type="Resize", scale=(1333, 800), size_rule="detr"))
+    assert resize.target_size(*hw) == expected

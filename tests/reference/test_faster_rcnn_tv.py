@@ -12,6 +12,7 @@ objectness varies and the box head scores above 0.05), converted by
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 from torchvision.models import mobilenet_v3_large, resnet50
-from torchvision.models.detection import retinanet_resnet50_fpn
+from torchvision.models.detection import fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn
 from torchvision.models.detection._utils import overwrite_eps
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import (_mobilenet_extractor,
@@ -29,7 +30,8 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.ops import FrozenBatchNorm2d
 
 from toolbox.apis import Inferencer
-from toolbox.convert import ConversionError, convert_checkpoint, get_layout
+from toolbox.convert import ConversionError, convert_checkpoint, detect_layout, get_layout
+from toolbox.convert.tv_faster_rcnn import convert_resnet50_fpn
 from toolbox.registry import MODELS
 from toolbox.structures import DetDataSample
 
@@ -190,11 +192,24 @@ def test_training_losses_equal_torchvision(kind):
     assert max(rel.values()) <= LOSS_RTOL, rel
 
 
+def test_layouts_are_detected_and_old_key_names_convert_alike():
+    """The published checkpoints predate ``Conv2dNormActivation``
+    (``rpn.head.conv.weight``, ``backbone.fpn.inner_blocks.0.weight``)."""
+    state = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
+    assert detect_layout(state).name == "tv-faster-rcnn"
+    old = {re.sub(r"^(rpn\.head\.conv|backbone\.fpn\.(?:inner|layer)_blocks\.\d+)\.0(\.0)?\.",
+                  lambda m: m.group(1) + ".", k): v for k, v in state.items()}
+    assert "rpn.head.conv.weight" in old and "backbone.fpn.inner_blocks.0.weight" in old
+    new, converted = convert_resnet50_fpn(state), convert_resnet50_fpn(old)
+    assert list(new) == list(converted) and all(torch.equal(new[k], converted[k]) for k in new)
+
+
 def test_another_architecture_is_refused_naming_keys():
     retinanet = retinanet_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
     with pytest.raises(ConversionError, match=r"tv-faster-rcnn.*head\.classification_head"):
         get_layout("tv-faster-rcnn").convert(retinanet)
     assert not get_layout("tv-faster-rcnn").detect(list(retinanet))
+    assert not get_layout("tv-faster-rcnn-mobilenet").detect(list(retinanet))
 
 
 def test_another_class_count_is_refused_naming_shapes(tmp_path):

@@ -139,6 +139,9 @@ class Inferencer:
         self.classes = tuple(classes) if classes else _dataset_classes(cfg)
         steps = _test_pipeline(cfg)
         self.array_pipeline = Compose([t for t in steps if t.get("type") != "LoadImage"])
+        # batch as the config's test loader does (e.g. DETR pads to the largest image only)
+        collate = dict((cfg.get("test_dataloader") or {}).get("collate_fn") or {})
+        self.collate_args = {k: v for k, v in collate.items() if k != "type"}
         self.pipeline = Compose(steps)
 
     # ------------------------------------------------------------------ run
@@ -171,7 +174,7 @@ class Inferencer:
         for start in range(0, len(items), batch_size):
             batch = [self._prepare(img, start + i)
                      for i, img in enumerate(items[start:start + batch_size])]
-            for sample in self.model.test_step(det_collate(batch)):
+            for sample in self.model.test_step(det_collate(batch, **self.collate_args)):
                 if "pred_instances" in sample:
                     pred = sample.pred_instances
                     sample.pred_instances = pred[pred.scores >= self.score_thr].cpu()

@@ -29,7 +29,8 @@ __all__ = ["LAYOUTS", "convert_resnet50_fpn", "convert_mobilenet_v3_fpn"]
 
 # (pattern, replacement) for everything after the backbone's body.
 _FPN_AND_HEADS = [
-    (r"backbone\.fpn\.inner_blocks\.(\d+)(?:\.0)?\.(weight|bias)", r"neck.lateral_convs.\1.conv.\2"),
+    (r"backbone\.fpn\.inner_blocks\.(\d+)(?:\.0)?\.(weight|bias)",
+     r"neck.lateral_convs.\1.conv.\2"),
     (r"backbone\.fpn\.layer_blocks\.(\d+)(?:\.0)?\.(weight|bias)", r"neck.fpn_convs.\1.conv.\2"),
     (r"rpn\.head\.conv(?:\.0\.0)?\.(weight|bias)", r"rpn_head.rpn_conv.\1"),
     (r"rpn\.head\.cls_logits\.(weight|bias)", r"rpn_head.rpn_cls.\1"),

@@ -47,7 +47,8 @@ class Resize:
     """
 
     def __init__(self, scale: int | tuple[int, int] = (1333, 800), keep_ratio: bool = True,
-                 interpolation: str = "bilinear", backend: str = "cv2"):
+                 interpolation: str = "bilinear", backend: str = "cv2",
+                 size_rule: str = "mmdet"):
         if isinstance(scale, int):
             scale = (scale, scale)
         if len(scale) != 2 or min(scale) <= 0:
@@ -61,6 +62,11 @@ class Resize:
         if backend == "torch" and (not keep_ratio or interpolation != "bilinear"):
             raise ValueError("Resize: backend='torch' (torchvision's rule) needs "
                              "keep_ratio=True and interpolation='bilinear'")
+        if size_rule not in ("mmdet", "detr"):
+            raise ValueError(f"Resize: size_rule must be 'mmdet' or 'detr', got {size_rule!r}")
+        if size_rule == "detr" and (backend != "cv2" or not keep_ratio):
+            raise ValueError("Resize: size_rule='detr' needs keep_ratio=True and backend='cv2'")
+        self.size_rule = size_rule
         self.backend = backend
         self.scale = (int(scale[0]), int(scale[1]))
         self.keep_ratio = keep_ratio
@@ -71,6 +77,16 @@ class Resize:
         """(new_h, new_w) for an h x w image."""
         if not self.keep_ratio:
             return self.scale[1], self.scale[0]
+        if self.size_rule == "detr":
+            size, max_size = min(self.scale), max(self.scale)
+            short, long = float(min(h, w)), float(max(h, w))
+            if long / short * size > max_size:
+                size = int(round(max_size * short / long))
+            if min(h, w) == size:
+                return h, w
+            if w < h:
+                return int(size * h / w), size
+            return size, int(size * w / h)
         factor = min(max(self.scale) / max(h, w), min(self.scale) / min(h, w))
         return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
 

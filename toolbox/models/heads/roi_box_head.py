@@ -104,8 +104,8 @@ class RoIBoxHead(BaseModule):
         if roi_levels is None:
             roi_levels = tuple(range(len(strides)))
         roi_levels = tuple(roi_levels)
-        if not roi_levels or any(not isinstance(i, int) or not 0 <= i < len(strides)
-                                 for i in roi_levels) or list(roi_levels) != sorted(set(roi_levels)):
+        if not roi_levels or list(roi_levels) != sorted(set(roi_levels)) or any(
+                not isinstance(i, int) or not 0 <= i < len(strides) for i in roi_levels):
             raise ValueError(f"RoIBoxHead: 'roi_levels' must be increasing indices into the "
                              f"{len(strides)} input levels {strides}, got {roi_levels}")
         self.roi_levels = roi_levels
