@@ -189,11 +189,14 @@ def _part_class(owner, key: str, cfg: dict):
     suffix = next((s for k, s in _PART_KEYS if key.endswith(k)), None)
     if suffix is None:
         return None, None
-    module = sys.modules.get(getattr(owner, "__module__", ""), None)
-    found = {v for v in vars(module).values()
-             if inspect.isclass(v) and v.__name__.endswith(suffix)} if module else set()
-    if len(found) == 1:
-        return found.pop(), suffix
+    for klass in (owner.__mro__ if inspect.isclass(owner) else (owner,)):  # a plugin's
+        module = sys.modules.get(getattr(klass, "__module__", ""), None)  # subclass too
+        found = {v for v in vars(module).values()
+                 if inspect.isclass(v) and v.__name__.endswith(suffix)} if module else set()
+        if len(found) == 1:
+            return found.pop(), suffix
+        if found:
+            break
     if isinstance(cfg.get("type"), str):
         import toolbox.structures as S
         cls = getattr(S, cfg["type"], None)

@@ -111,9 +111,15 @@ class Failure:
     what: str                      # "import", "answer hook 'toolbox_necks'", ...
     hook_point: str | None = None  # the hook point whose hook failed, if one
 
-    # (provider, error) unpacking, as the failures list used to hold tuples
+    # still usable as the (provider, error) tuple the failures list used to hold
     def __iter__(self):
         return iter((self.provider, self.error))
+
+    def __getitem__(self, index):
+        return (self.provider, self.error)[index]
+
+    def __len__(self):
+        return 2
 
 
 @dataclass

@@ -223,8 +223,10 @@ def test_bad_transform_arguments():
         TRANSFORMS.build(dict(type="Pad", size_divisr=32))
 
 
-@pytest.mark.parametrize("hw", [(480, 640), (150, 230), (333, 200), (200, 1000)])
-def test_torch_backend_resizes_as_torchvision_generalized_rcnn_transform(hw):
+@pytest.mark.parametrize("hw, sizes", [((480, 640), (800, 1333)), ((150, 230), (800, 1333)),
+                                       ((333, 200), (800, 1333)), ((200, 1000), (800, 1333)),
+                                       ((100, 163), (128, 200))])  # float32 would give 199
+def test_torch_backend_resizes_as_torchvision_generalized_rcnn_transform(hw, sizes):
     """``Resize(backend='torch')`` then ``Normalize`` gives the pixels, size
     and box scaling of torchvision's detection transform (normalise, then
     resize), to float rounding."""
@@ -235,14 +237,15 @@ def test_torch_backend_resizes_as_torchvision_generalized_rcnn_transform(hw):
     img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     boxes = np.array([[10.0, 20.0, 60.5, 90.25], [0.0, 0.0, w, h]], np.float32)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    reference = GeneralizedRCNNTransform(800, 1333, mean, std)
+    reference = GeneralizedRCNNTransform(sizes[0], sizes[1], mean, std)
     tensor = torch.from_numpy(img).permute(2, 0, 1).float() / 255
     images, targets = reference([tensor], [dict(boxes=torch.from_numpy(boxes))])
     expected = images.tensors[0, :, :images.image_sizes[0][0], :images.image_sizes[0][1]]
 
     results = dict(img=img, gt_bboxes=boxes.copy(), gt_labels=np.zeros(2, np.int64))
     results = init_geometry(results)
-    results = TRANSFORMS.build(dict(type="Resize", scale=(1333, 800), backend="torch"))(results)
+    resize = dict(type="Resize", scale=(sizes[1], sizes[0]), backend="torch")
+    results = TRANSFORMS.build(resize)(results)
     results = TRANSFORMS.build(dict(type="Normalize"))(results)
     assert results["img_shape"] == tuple(images.image_sizes[0])
     got = torch.from_numpy(results["img"]).permute(2, 0, 1)
@@ -255,7 +258,7 @@ def test_torch_backend_resizes_as_torchvision_generalized_rcnn_transform(hw):
     # torchvision's order and arithmetic (0..1 units, normalise then resize): bit for bit
     results = init_geometry(dict(img=img))
     results = TRANSFORMS.build(dict(type="Normalize", scale=255, mean=mean, std=std))(results)
-    results = TRANSFORMS.build(dict(type="Resize", scale=(1333, 800), backend="torch"))(results)
+    results = TRANSFORMS.build(resize)(results)
     assert torch.equal(torch.from_numpy(results["img"]).permute(2, 0, 1), expected)
 
 

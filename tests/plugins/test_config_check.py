@@ -134,3 +134,27 @@ def test_kwargs_handed_to_a_builtin_parent_are_checked_against_it(tmp_path, tool
         check_config(cfg)
     msg = str(info.value)
     assert "config key 'model.neck.num_out'" in msg and "Did you mean 'num_outs'" in msg
+
+
+HEAD_PLUGIN = """
+from toolbox.models.heads.retina_head import RetinaHead
+from toolbox.plugins import hookimpl
+
+class ScaledRetinaHead(RetinaHead):
+    def __init__(self, num_classes, in_channels, init_scale=1.0, **retina):
+        super().__init__(num_classes, in_channels, **retina)
+
+@hookimpl
+def toolbox_heads():
+    return [ScaledRetinaHead]
+"""
+
+
+def test_parts_of_a_plugin_head_subclass_are_checked(tmp_path, toolbox_plugins):
+    toolbox_plugins.add("scaled-head", "0.1.0", "scaled_head", HEAD_PLUGIN)
+    cfg = config(tmp_path, "model = dict(bbox_head=dict(type='ScaledRetinaHead', "
+                           "assigner=dict(neg_iou_thresh=0.4)))")
+    with pytest.raises(ConfigArgumentError) as info:
+        check_config(cfg)
+    msg = str(info.value)
+    assert "model.bbox_head.assigner.neg_iou_thresh" in msg and "neg_iou_thr" in msg

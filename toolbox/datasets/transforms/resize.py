@@ -37,7 +37,8 @@ class Resize:
 
     ``backend='torch'`` reproduces torchvision detection models'
     ``GeneralizedRCNNTransform.resize`` exactly (for the reference configs):
-    the factor is computed in float32, the image is resized as float32 by
+    the factor ``min(min_side / short, max_side / long)`` in Python floats
+    (torchvision's eager path; its scripted path uses float32), the image is resized as float32 by
     ``F.interpolate(bilinear, scale_factor, recompute_scale_factor=True)``
     (new size ``floor(size * factor)``, not rounded; no antialiasing) and
     stays float32 (unrounded), and boxes are scaled by new / old per axis.
@@ -110,8 +111,7 @@ class Resize:
 
         img = results["img"]
         h, w = img.shape[:2]
-        short, long = torch.tensor([min(h, w), max(h, w)], dtype=torch.float32)
-        factor = torch.min(min(self.scale) / short, max(self.scale) / long).item()
+        factor = min(min(self.scale) / min(h, w), max(self.scale) / max(h, w))  # eager: doubles
         tensor = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
         tensor = tensor.reshape(h, w, -1).permute(2, 0, 1).contiguous()[None]
         out = F.interpolate(tensor, scale_factor=factor, mode="bilinear",
