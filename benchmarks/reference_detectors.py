@@ -36,25 +36,42 @@ from mmengine.config import Config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tv(name: str, **kw):
-    import torchvision.models.detection as D
-    return getattr(D, name)(weights=None, weights_backbone=None, **kw)
+def _test_module(name: str):
+    """A module of tests/reference/: its builders make each reference as its
+    published checkpoint's architecture (FrozenBN, eps) with seeded random
+    weights spread so that there are realistic numbers of detections."""
+    import importlib
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "reference"))
+    return importlib.import_module(name)
 
 
-def _hf_detr(**kw):
+def _retinanet(version: str, min_size: int, max_size: int):
+    module = _test_module("test_retinanet_tv")
+    module.MIN_SIZE, module.MAX_SIZE = min_size, max_size
+    return module._reference(version)
+
+
+def _faster_rcnn(kind: str, min_size: int, max_size: int):
+    module = _test_module("test_faster_rcnn_tv")
+    module.MIN_SIZE, module.MAX_SIZE = min_size, max_size
+    return module.torchvision_model(kind)
+
+
+def _hf_detr(min_size: int, max_size: int):
     from transformers import DetrConfig, DetrForObjectDetection
-    return DetrForObjectDetection(DetrConfig(use_timm_backbone=True, backbone="resnet50",
-                                             use_pretrained_backbone=False, num_labels=91))
+    return DetrForObjectDetection(DetrConfig(
+        use_timm_backbone=True, backbone="resnet50", use_pretrained_backbone=False,
+        num_labels=91, auxiliary_loss=True))  # aux losses in training, as the toolbox's
 
 
 CASES = {
-    "retinanet": ("retinanet_r50_fpn_tv.py", lambda s: _tv("retinanet_resnet50_fpn", **s)),
-    "retinanet_v2": ("retinanet_r50_fpn_v2_tv.py",
-                     lambda s: _tv("retinanet_resnet50_fpn_v2", **s)),
-    "faster_rcnn": ("faster_rcnn_r50_fpn_tv.py", lambda s: _tv("fasterrcnn_resnet50_fpn", **s)),
+    "retinanet": ("retinanet_r50_fpn_tv.py", lambda a, b: _retinanet("v1", a, b)),
+    "retinanet_v2": ("retinanet_r50_fpn_v2_tv.py", lambda a, b: _retinanet("v2", a, b)),
+    "faster_rcnn": ("faster_rcnn_r50_fpn_tv.py", lambda a, b: _faster_rcnn("r50", a, b)),
     "faster_rcnn_mobilenet": ("faster_rcnn_mobilenetv3_fpn_tv.py",
-                              lambda s: _tv("fasterrcnn_mobilenet_v3_large_fpn", **s)),
-    "detr": ("detr_r50_official.py", lambda s: _hf_detr()),
+                              lambda a, b: _faster_rcnn("mobilenet", a, b)),
+    "detr": ("detr_r50_official.py", _hf_detr),
 }
 
 
@@ -105,7 +122,8 @@ def _train_batch(cfg, images, device="cpu"):
                                      gt_labels=np.array([label_ids.index(int(x)) for x in lab]),
                                      gt_ignore_flags=np.zeros(len(b), bool)))
         items.append(pipeline(results))
-    return det_collate(items, size_divisor=getattr(cfg, "collate_size_divisor", 32))
+    collate = {k: v for k, v in (cfg.test_dataloader.get("collate_fn") or {}).items() if k != "type"}
+    return det_collate(items, **collate)
 
 
 def run_case(name: str, repeats: int, min_size: int, max_size: int) -> dict:
@@ -115,8 +133,7 @@ def run_case(name: str, repeats: int, min_size: int, max_size: int) -> dict:
     from toolbox.convert import convert_state_dict
     config, build_reference = CASES[name]
     torch.manual_seed(0)
-    sizes = dict(min_size=min_size, max_size=max_size)
-    reference = build_reference(sizes).eval()
+    reference = build_reference(min_size, max_size).eval()
     cfg = _toolbox_config(config, min_size, max_size)
     converted, layout, _ = convert_state_dict(reference.state_dict(), config=cfg)
     with tempfile.TemporaryDirectory() as tmp:

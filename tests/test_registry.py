@@ -72,3 +72,10 @@ def test_import_toolbox_is_fast_and_lazy():
     assert out[1:] == ["False", "False"]  # nothing heavy is imported
     assert float(out[0]) < 1.0
     assert time.perf_counter() - start < 10
+
+
+def test_reloading_plugins_keeps_direct_registrations(spelling_net):
+    from toolbox.plugins import reset
+    reset()  # e.g. the toolbox_plugins fixture of toolbox.testing
+    assert BACKBONES.get("SpellingNet") is SpellingNet
+    assert "VoVNet" in BACKBONES.names()  # and the plugins come back

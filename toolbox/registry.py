@@ -205,8 +205,10 @@ TASK_UTILS = Registry("task util", parent=mme.TASK_UTILS, scope=SCOPE)
 
 
 def clear_plugin_components() -> None:
-    """Empty the hook-point registries (used by :func:`toolbox.plugins.reset`)."""
+    """Remove what the plugins registered (used by :func:`toolbox.plugins.reset`);
+    components registered directly with ``register_module`` stay."""
     for reg in REGISTRIES.values():
-        reg._module_dict.clear()
+        for name in reg.providers:  # what plugins added; direct register_module() stays
+            reg._module_dict.pop(name, None)
         reg.providers.clear()
         reg.conflicts.clear()

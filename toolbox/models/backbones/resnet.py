@@ -50,7 +50,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision: one tensor less per block
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -76,7 +77,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as torchvision: one tensor less per block
+        return self.relu(out)
 
 
 _DEPTHS: dict[int, tuple[type, tuple[int, int, int, int]]] = {
