@@ -357,23 +357,30 @@ def _check_runtime(cfg, problems: list) -> None:
 
 
 # ------------------------------------------------------------- trial builds
-def _resolve_path(stack: list[tuple[str, str, dict]]) -> str | None:
-    """The config key path of the innermost component of ``stack``."""
+def _resolve_node(stack: list[tuple[str, str, dict]]) -> tuple[Node | None, bool]:
+    """The config node of the innermost component of ``stack`` (or of the
+    deepest one found), and whether it is the innermost one itself."""
     context = _active()
     if context is None or not stack:
-        return None
+        return None, False
     candidates, node = context.roots, None
     for depth, (kind, name, args) in enumerate(stack):
         matches = [n for n in candidates if n.type == name]
         if depth == 0:  # the validated config's own model, not some other build
             matches = [n for n in matches if _args_match(n.args, args)]
         if not matches:
-            return node.path if node is not None else None
+            return node, False
         if len(matches) > 1:
             exact = [n for n in matches if _args_match(n.args, args)]
             matches = exact or matches
         node = matches[0]
         candidates = node.children
+    return node, node is not None
+
+
+def _resolve_path(stack: list[tuple[str, str, dict]]) -> str | None:
+    """The config key path of the innermost component of ``stack``."""
+    node, _ = _resolve_node(stack)
     return node.path if node is not None else None
 
 
@@ -408,17 +415,22 @@ def describe_build_error(exc: BaseException, kind: str, name: str, args: dict,
     """``exc`` (a constructor's ValueError/TypeError) as a :class:`ToolboxError`
     naming the component, its config key path and the config file."""
     context = _active()
-    path = _resolve_path(stack)
+    node, exact = _resolve_node(stack)
+    path = node.path if node is not None else None
     if path is None:
         chain = " > ".join(f"{k} '{n}'" for k, n, _ in stack[:-1])
         place = f" (built inside {chain})" if chain else ""
     else:
         place = ""
-    key = _argument_named(exc, args)
+    set_in_config = node.args if (node is not None and exact) else args
+    key = _argument_named(exc, set_in_config) or _argument_named(exc, args)
+    filled = key is not None and node is not None and exact and key not in node.args
     if path is not None:
-        where = f"{path}.{key}" if key else path
+        where = f"{path}.{key}" if key and not filled else path
         place = f" at config key '{where}'{_file_note(context.filename if context else None)}"
-        fix = f" Fix {where} in the config."
+        fix = (f" '{key}' is not set in the config but filled in by the toolbox from the "
+               f"part before it; check that part, or set {path}.{key}." if filled
+               else f" Fix {where} in the config.")
     else:
         fix = f" Fix the '{key}' argument." if key else ""
     cause = str(exc).rstrip(". ")

@@ -158,3 +158,11 @@ def test_parts_of_a_plugin_head_subclass_are_checked(tmp_path, toolbox_plugins):
         check_config(cfg)
     msg = str(info.value)
     assert "model.bbox_head.assigner.neg_iou_thresh" in msg and "neg_iou_thr" in msg
+
+
+def test_a_filled_in_argument_is_not_blamed_on_the_config(tmp_path):
+    with pytest.raises(ConfigValueError) as info:
+        check_config(config(tmp_path, "model = dict(neck=None)"))
+    msg = str(info.value)
+    assert "head 'RetinaHead' at config key 'model.bbox_head' (config file" in msg
+    assert "'in_channels' is not set in the config but filled in by the toolbox" in msg
