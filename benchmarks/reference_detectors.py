@@ -140,6 +140,7 @@ def run_case(name: str, repeats: int, min_size: int, max_size: int) -> dict:
         ckpt = Path(tmp) / "converted.pth"
         torch.save(dict(state_dict=converted, meta={}), ckpt)
         inferencer = Inferencer(cfg, str(ckpt), score_thr=0.0)
+        fused = Inferencer(cfg, str(ckpt), score_thr=0.0, fuse_conv_bn=True)
     images = _images()
     tensors = [torch.from_numpy(im).permute(2, 0, 1).float() / 255 for im in images]
     row = dict(name=name, layout=layout.name, size=f"{min_size}/{max_size}")
@@ -160,6 +161,7 @@ def run_case(name: str, repeats: int, min_size: int, max_size: int) -> dict:
                 reference([tensors[0]])
     row["eval_reference_s"] = _best(ref_eval, repeats)
     row["eval_toolbox_s"] = _best(lambda: inferencer(images[0]), repeats)
+    row["eval_fused_s"] = _best(lambda: fused(images[0]), repeats)
 
     model = inferencer.model.train()
     reference.train()
@@ -189,6 +191,7 @@ def run_case(name: str, repeats: int, min_size: int, max_size: int) -> dict:
     row["train_reference_s"] = _best(ref_step, repeats)
     row["train_toolbox_s"] = _best(lambda: model.train_step(copy.deepcopy(data), wrapper), repeats)
     row["eval_ratio"] = row["eval_toolbox_s"] / row["eval_reference_s"]
+    row["eval_fused_ratio"] = row["eval_fused_s"] / row["eval_reference_s"]
     row["train_ratio"] = row["train_toolbox_s"] / row["train_reference_s"]
     return row
 
@@ -220,13 +223,17 @@ def main() -> None:
              f"{args.repeats}, images 480x640 and 427x640 resized to {args.min_size}/"
              f"{args.max_size})", "",
              "Same weights (the reference's random init, converted), same images. eval: one "
-             "image, pre- and post-processing included; train: one SGD step on 2 images. "
-             "ratio = toolbox / reference (< 1: the toolbox is faster).", "",
-             "| detector | layout | eval ref s | eval toolbox s | eval ratio | train ref s | "
-             "train toolbox s | train ratio |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "image, pre- and post-processing included; fused: the same with BatchNorm / "
+             "FrozenBN folded into the convs (`Inferencer(fuse_conv_bn=True)`); train: one "
+             "SGD step on 2 images. ratio = toolbox / reference (< 1: the toolbox is "
+             "faster).", "",
+             "| detector | layout | eval ref s | eval toolbox s | eval ratio | fused ratio | "
+             "train ref s | train toolbox s | train ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['name']} | {r['layout']} | {r['eval_reference_s']:.3f} | "
                      f"{r['eval_toolbox_s']:.3f} | {r['eval_ratio']:.2f} | "
+                     f"{r['eval_fused_ratio']:.2f} | "
                      f"{r['train_reference_s']:.3f} | {r['train_toolbox_s']:.3f} | "
                      f"{r['train_ratio']:.2f} |")
     Path(args.out).write_text("\n".join(lines) + "\n")

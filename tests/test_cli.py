@@ -108,3 +108,5 @@ def test_plugins_listing_shows_failed_hooks_and_clashes_without_failing(toolbox_
     assert any(line.split()[:2] == ["SharedNeck", "CLASH:"] for line in lines)
     assert any(line.split()[:1] == ["VoVNet"] for line in lines)  # the rest still listed
     assert not any(line.startswith("FAILED") for line in lines[-3:])  # not a footer
+    code, _, err = _main(capsys, "plugins", "SharedNeck")
+    assert code == 2 and "two plugins register 'SharedNeck'" in err

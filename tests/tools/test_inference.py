@@ -160,3 +160,17 @@ def test_visualize_detections_and_a_hand_made_segmentation(inferencer):
     with pytest.raises(ValueError, match="pred_sem_seg"):
         seg.pred_sem_seg = torch.zeros(20, 20, dtype=torch.long)
         inferencer.visualize(image, seg)
+
+
+def test_fused_inferencer_gives_the_same_detections(trained, inferencer):
+    """``Inferencer(fuse_conv_bn=True)`` folds the norms and keeps the detections."""
+    image = _rgb(_val_images(trained[0])[0])
+    plain = inferencer(image).pred_instances
+    fused_inferencer = Inferencer(str(trained[0]), str(trained[1]), score_thr=0.0,
+                                  fuse_conv_bn=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused_inferencer.model.modules())
+    fused = fused_inferencer(image).pred_instances
+    assert len(fused) == len(plain) > 0
+    top = min(20, len(plain))  # the best detections; the tail may reorder within rounding
+    torch.testing.assert_close(fused.scores[:top], plain.scores[:top], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(fused.bboxes[:top], plain.bboxes[:top], rtol=1e-3, atol=1e-2)

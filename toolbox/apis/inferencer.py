@@ -101,6 +101,8 @@ class Inferencer:
         device: torch device, e.g. ``'cpu'`` or ``'cuda:0'``.
         score_thr: detections scoring below this are dropped from results.
         cfg_options: config overrides (``dict`` of dotted keys).
+        fuse_conv_bn: fold BatchNorm / FrozenBN layers into their convs
+            (faster inference, outputs equal to float rounding).
 
     ``classes`` come from the checkpoint's ``dataset_meta`` when it has one,
     else from the config's test dataset. ``pipeline`` is the config's test
@@ -109,7 +111,8 @@ class Inferencer:
     """
 
     def __init__(self, config, checkpoint: str | None = None, device: str = "cpu",
-                 score_thr: float = 0.3, cfg_options: dict | None = None):
+                 score_thr: float = 0.3, cfg_options: dict | None = None,
+                 fuse_conv_bn: bool = False):
         from mmengine.registry import init_default_scope
 
         from toolbox.datasets.transforms.base import Compose
@@ -134,6 +137,9 @@ class Inferencer:
         meta = load_weights(self.model, str(checkpoint), self.config_name) if checkpoint else {}
         self.device = torch.device(device)
         self.model.to(self.device).eval()
+        if fuse_conv_bn:
+            from toolbox.models.layers.fuse_conv_bn import fuse_conv_bn as fuse
+            fuse(self.model)
         self.score_thr = float(score_thr)
         classes = (meta.get("dataset_meta") or {}).get("classes")
         self.classes = tuple(classes) if classes else _dataset_classes(cfg)
