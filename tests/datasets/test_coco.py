@@ -207,3 +207,10 @@ def test_label_cat_ids_must_be_distinct_ints(coco_root):
         build(coco_root, label_cat_ids=[1, 1])
     with pytest.raises(DataError, match="not both"):
         build(coco_root, label_cat_ids=[1, 2], metainfo=dict(classes=("cat",)))
+
+
+def test_num_images_keeps_the_first_images_for_short_runs(coco_root):
+    assert len(build(coco_root, num_images=1)) == 1
+    assert len(build(coco_root, test_mode=True, num_images=2)) == 2
+    with pytest.raises(DataError, match="num_images"):
+        build(coco_root, num_images=0)

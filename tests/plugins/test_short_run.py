@@ -34,10 +34,12 @@ def test_wrapped_and_unlimitable_datasets():
     cfg = Config(dict(train_dataloader=dict(batch_size=8, dataset=dict(
         type="RepeatDataset", times=2, dataset=dict(type=BaseDataset, ann_file="x.json"))),
         val_dataloader=dict(batch_size=2, dataset=dict(type="CocoDataset", ann_file="y.json")),
+        test_dataloader=dict(batch_size=2, dataset=dict(type="SegDataset", img_dir="x")),
         short_run=dict(num_images=4)))
-    with pytest.warns(UserWarning, match="val_dataloader.dataset .'CocoDataset'. takes neither"):
+    with pytest.warns(UserWarning, match="test_dataloader.dataset .'SegDataset'. takes neither"):
         prepare_short_run(cfg)
     assert cfg.train_dataloader.dataset.dataset.indices == 4
+    assert cfg.val_dataloader.dataset.num_images == 4
     assert cfg.train_dataloader.batch_size == 4 and cfg.val_dataloader.batch_size == 2
 
 

@@ -229,7 +229,8 @@ class DetDataset(Dataset):
                  img_dir: str | None = None, pipeline: Sequence[dict] = (),
                  test_mode: bool = False, filter_empty_gt: bool = True,
                  metainfo: dict | None = None, with_mask: bool = False,
-                 skip_bad_images: bool | None = None, max_bad_images: float = 0.05):
+                 skip_bad_images: bool | None = None, max_bad_images: float = 0.05,
+                 num_images: int | None = None):
         self.data_root = data_root
         self.ann_file = join_path(data_root, ann_file)
         self.img_dir = join_path(data_root, img_dir) if img_dir is not None else data_root
@@ -256,6 +257,11 @@ class DetDataset(Dataset):
         self.num_images_loaded = len(self.data_list)
         if filter_empty_gt and not test_mode:
             self.data_list = [r for r in self.data_list if (~r["ignore_flags"]).any()]
+        if num_images is not None:  # a short run: the first images only
+            if int(num_images) < 1:
+                raise DataError(f"{type(self).__name__}: 'num_images' must be >= 1, "
+                                f"got {num_images!r}")
+            self.data_list = self.data_list[:int(num_images)]
         self.pipeline = Compose(pipeline)
 
     # subclasses ---------------------------------------------------------

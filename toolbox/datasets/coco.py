@@ -34,6 +34,8 @@ class CocoDataset(DetDataset):
             raising; default: in training, not in ``test_mode``.
         max_bad_images: the share of images that may be skipped before the
             run stops with the list of bad files.
+        num_images: keep only the first images (after ``filter_empty_gt``),
+            for short runs (``short_run.num_images``).
         label_cat_ids: the COCO category id of each label index, for a model
             trained elsewhere with another label space (torchvision's and
             DETR's COCO models use the 91-index space: label == category id,
@@ -56,7 +58,7 @@ class CocoDataset(DetDataset):
                  pipeline: Sequence[dict] = (), test_mode: bool = False,
                  filter_empty_gt: bool = True, metainfo: dict | None = None,
                  with_mask: bool = False, skip_bad_images: bool | None = None,
-                 max_bad_images: float = 0.05,
+                 max_bad_images: float = 0.05, num_images: int | None = None,
                  label_cat_ids: Sequence[int] | None = None):
         if label_cat_ids is not None:
             if metainfo and metainfo.get("classes") is not None:
@@ -73,7 +75,7 @@ class CocoDataset(DetDataset):
                          pipeline=pipeline, test_mode=test_mode,
                          filter_empty_gt=filter_empty_gt, metainfo=metainfo,
                          with_mask=with_mask, skip_bad_images=skip_bad_images,
-                         max_bad_images=max_bad_images)
+                         max_bad_images=max_bad_images, num_images=num_images)
 
     def load_data_list(self) -> list[dict]:
         path = self.ann_file

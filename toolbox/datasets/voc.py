@@ -50,7 +50,7 @@ class VOCDataset(DetDataset):
                  ann_dir: str | None = None, pipeline: Sequence[dict] = (),
                  test_mode: bool = False, filter_empty_gt: bool = True,
                  metainfo: dict | None = None, skip_bad_images: bool | None = None,
-                 max_bad_images: float = 0.05,
+                 max_bad_images: float = 0.05, num_images: int | None = None,
                  img_suffix: str = ".jpg"):
         name = type(self).__name__
         img_dir = resolve_image_dir(data_prefix, img_dir, name) or "JPEGImages"
@@ -64,7 +64,7 @@ class VOCDataset(DetDataset):
                          pipeline=pipeline, test_mode=test_mode,
                          filter_empty_gt=filter_empty_gt, metainfo=metainfo,
                          skip_bad_images=skip_bad_images,
-                         max_bad_images=max_bad_images)
+                         max_bad_images=max_bad_images, num_images=num_images)
 
     def load_data_list(self) -> list[dict]:
         list_file = require_file(self.ann_file, "VOC image-set file")
