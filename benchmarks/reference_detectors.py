@@ -97,14 +97,18 @@ def _toolbox_config(config: str, min_size: int, max_size: int) -> Config:
     return cfg
 
 
-def _best(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, caches)
-    times = []
+def _race(fns, repeats: int) -> list[float]:
+    """Best wall time of each function, run interleaved (a b c a b c ...) so
+    that a load change on the machine hits all of them alike."""
+    for fn in fns:
+        fn()  # warm-up (allocations, caches)
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def _train_batch(cfg, images, device="cpu"):
@@ -159,9 +163,8 @@ def run_case(name: str, repeats: int, min_size: int, max_size: int) -> dict:
         def ref_eval():
             with torch.no_grad():
                 reference([tensors[0]])
-    row["eval_reference_s"] = _best(ref_eval, repeats)
-    row["eval_toolbox_s"] = _best(lambda: inferencer(images[0]), repeats)
-    row["eval_fused_s"] = _best(lambda: fused(images[0]), repeats)
+    row["eval_reference_s"], row["eval_toolbox_s"], row["eval_fused_s"] = _race(
+        [ref_eval, lambda: inferencer(images[0]), lambda: fused(images[0])], repeats)
 
     model = inferencer.model.train()
     reference.train()
@@ -188,8 +191,8 @@ def run_case(name: str, repeats: int, min_size: int, max_size: int) -> dict:
             ref_opt.zero_grad()
             loss.backward()
             ref_opt.step()
-    row["train_reference_s"] = _best(ref_step, repeats)
-    row["train_toolbox_s"] = _best(lambda: model.train_step(copy.deepcopy(data), wrapper), repeats)
+    row["train_reference_s"], row["train_toolbox_s"] = _race(
+        [ref_step, lambda: model.train_step(copy.deepcopy(data), wrapper)], repeats)
     row["eval_ratio"] = row["eval_toolbox_s"] / row["eval_reference_s"]
     row["eval_fused_ratio"] = row["eval_fused_s"] / row["eval_reference_s"]
     row["train_ratio"] = row["train_toolbox_s"] / row["train_reference_s"]
@@ -220,7 +223,7 @@ def main() -> None:
         print(json.dumps(row))
         rows.append(row)
     lines = [f"# Reference detectors vs the toolbox (CPU, {args.threads} thread(s), best of "
-             f"{args.repeats}, images 480x640 and 427x640 resized to {args.min_size}/"
+             f"{args.repeats} interleaved, images 480x640 and 427x640 resized to {args.min_size}/"
              f"{args.max_size})", "",
              "Same weights (the reference's random init, converted), same images. eval: one "
              "image, pre- and post-processing included; fused: the same with BatchNorm / "

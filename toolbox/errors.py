@@ -30,3 +30,15 @@ class UnsafeCheckpointError(ToolboxError):
 
 class DataError(ToolboxError, ValueError):
     """A dataset file or annotation is missing or malformed."""
+
+
+class ConfigError(ToolboxError, ValueError):
+    """A config file that does not parse, or a malformed ``--cfg-options`` entry."""
+
+
+class CheckpointError(ToolboxError, RuntimeError):
+    """A checkpoint that is unreadable, incomplete or does not fit the model."""
+
+
+class NonFiniteLossError(ToolboxError, FloatingPointError):
+    """Training stopped after too many consecutive non-finite (NaN/Inf) steps."""

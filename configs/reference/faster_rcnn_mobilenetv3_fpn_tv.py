@@ -14,47 +14,15 @@
 #       faster_rcnn_mobilenetv3_fpn_tv.pth --format tv-faster-rcnn-mobilenet
 #   python tools/test.py configs/reference/faster_rcnn_mobilenetv3_fpn_tv.py \
 #       faster_rcnn_mobilenetv3_fpn_tv.pth
-_base_ = ["../_base_/datasets/coco_reference.py"]
+# Everything else is faster_rcnn_r50_fpn_tv.py's.
+_base_ = ["./faster_rcnn_r50_fpn_tv.py"]
 
-_sizes = (32, 64, 128, 256, 512)
 model = dict(
-    type="TwoStageDetector",
-    backbone=dict(type="MobileNetV3", arch="large", taps="stage_start", out_indices=(4, 5),
-                  norm="FrozenBN", frozen_stages=2),  # trainable_backbone_layers=3
-    neck=dict(type="FPN", out_channels=256, num_outs=3, add_extra_convs=False),
+    backbone=dict(_delete_=True, type="MobileNetV3", arch="large", taps="stage_start",
+                  out_indices=(4, 5), norm="FrozenBN", frozen_stages=2),  # 3 trainable layers
+    neck=dict(num_outs=3),
     rpn_head=dict(
-        type="RPNHead",
-        feat_channels=256,
-        anchor_generator=dict(sizes=(_sizes,) * 3, ratios=(0.5, 1.0, 2.0),
-                              round_base_anchors=True, stride_from_input=True),
-        assigner=dict(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.0,
-                      match_low_quality=True, low_quality_gt="best"),
-        sampler=dict(num=256, pos_fraction=0.5, always_permute=True),
-        bbox_coder=dict(dw_clamp="max"),
-        loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0),
-        loss_bbox=dict(type="SmoothL1Loss", beta=1.0 / 9, loss_weight=1.0),
-        ignore_padding=False,
-        test_cfg=dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_size=1e-3,
-                      min_score=0.05),  # rpn_score_thresh=0.05
-    ),
-    roi_head=dict(
-        type="RoIBoxHead",
-        num_classes=90,
-        roi_size=7,
-        sampling_ratio=2,
-        aligned=False,
-        fc_channels=1024,
-        roi_levels=(0,),
-        gt_proposals="last",
-        assigner=dict(pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.5,
-                      match_low_quality=False),
-        sampler=dict(num=512, pos_fraction=0.25, always_permute=True),
-        bbox_coder=dict(target_stds=(0.1, 0.1, 0.2, 0.2), dw_clamp="max"),
-        loss_cls=dict(type="CrossEntropyLoss", loss_weight=1.0),
-        loss_bbox=dict(type="SmoothL1Loss", beta=1.0 / 9, loss_weight=1.0),
-        test_cfg=dict(score_thr=0.05, iou_thr=0.5, max_per_img=100, min_bbox_size=1e-2),
-    ),
-    train_cfg=dict(rpn_proposal=dict(nms_pre=2000, max_per_img=2000)),
+        anchor_generator=dict(sizes=((32, 64, 128, 256, 512),) * 3),
+        test_cfg=dict(min_score=0.05)),  # rpn_score_thresh=0.05
+    roi_head=dict(roi_levels=(0,)),
 )
-test_dataloader = dict(dataset=dict(label_cat_ids=list(range(1, 91))))
-val_dataloader = test_dataloader

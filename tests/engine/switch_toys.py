@@ -73,8 +73,6 @@ def max_abs_diff(a: dict, b: dict) -> float:
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
-__all__ = ["ToyLinear", "ToyMSE", "RecordRun", "params", "max_abs_diff", "torch"]
-
 
 @HOOKS.register_module(force=True)
 class DumpRankState(Hook):

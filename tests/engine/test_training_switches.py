@@ -149,13 +149,24 @@ def test_early_stopping_stops_when_the_metric_stalls(tmp_path):
     assert not (tmp_path / "stop" / "epoch_4.pth").exists()
 
 
+def test_save_best_rule_is_inferred_or_asked_for(tmp_path):
+    cfg = toy_cfg(tmp_path / "a", save_best="coco/bbox_mAP")
+    configure_switches(cfg)
+    assert cfg.default_hooks.checkpoint.save_best == "coco/bbox_mAP"
+    with pytest.raises(ConfigArgumentError, match="save_best.rule"):
+        configure_switches(toy_cfg(tmp_path / "b", save_best="toy/mse"))
+
+
 def test_early_stopping_needs_a_monitor(tmp_path):
     with pytest.raises(ConfigArgumentError, match="early_stopping.monitor"):
         configure_switches(toy_cfg(tmp_path / "m", early_stopping=dict(patience=2)))
-    cfg = toy_cfg(tmp_path / "n", save_best="toy/mse", early_stopping=dict(patience=2))
+    cfg = toy_cfg(tmp_path / "n", save_best=dict(metric="toy/mse", rule="less"),
+                  early_stopping=dict(patience=2))
     configure_switches(cfg)
     stop = [h for h in cfg.custom_hooks if h["type"] == "EarlyStoppingHook"][0]
-    assert stop["monitor"] == "toy/mse" and stop["patience"] == 2
+    assert (stop["monitor"], stop["rule"], stop["patience"]) == ("toy/mse", "less", 2)
+    with pytest.raises(ConfigArgumentError, match="early_stopping.rule"):
+        configure_switches(toy_cfg(tmp_path / "o", early_stopping=dict(monitor="toy/mse")))
 
 
 def test_progress_bar_shows_eta_rate_loss_and_metric(tmp_path, capsys):
@@ -214,3 +225,27 @@ def test_amp_key_errors(tmp_path):
     cfg.optim_wrapper.type = "SomethingElse"
     with pytest.raises(ValueError, match="optim_wrapper.type"):
         configure_switches(cfg)
+
+
+def test_tools_test_with_the_switch_keys_evaluates_the_ema_weights(tmp_path):
+    """tools/test.py on a config with ema/amp/save_best/early_stopping set: it
+    runs (no training parts built) and scores the checkpoint's EMA weights as
+    the last validation did."""
+    import argparse
+
+    from toolbox.engine.launch import test as run_test
+    keys = dict(EMA, amp=True, save_best=dict(metric="toy/mse", rule="less"),
+                early_stopping=dict(monitor="toy/mse", patience=3, rule="less"))
+    runner = train(toy_cfg(tmp_path / "run", epochs=2, val=True, **keys))
+    last_val = runner.message_hub.get_scalar("val/toy/mse").current()
+    config = tmp_path / "config.py"
+    cfg = toy_cfg(tmp_path / "run", epochs=2, val=True, **keys)
+    cfg.test_dataloader, cfg.test_cfg = cfg.val_dataloader, dict(type="TestLoop")
+    cfg.test_evaluator = cfg.val_evaluator
+    cfg.experiment_name = "tested"
+    cfg.dump(str(config))
+    args = argparse.Namespace(config=str(config), checkpoint=str(tmp_path / "run" / "epoch_2.pth"),
+                              work_dir=str(tmp_path / "test"), cfg_options=None,
+                              launcher="none", local_rank=0, show_dir=None, fuse_conv_bn=False)
+    metrics = run_test(args)
+    assert metrics["toy/mse"] == pytest.approx(last_val, rel=1e-6)

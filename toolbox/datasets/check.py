@@ -15,7 +15,8 @@ from typing import Sequence
 
 from toolbox.errors import DataError
 
-__all__ = ["DatasetCheck", "check_config_datasets", "check_dataset", "format_checks"]
+__all__ = ["DatasetCheck", "check_config_datasets", "check_dataset", "format_checks",
+           "num_classes_settings"]
 
 LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
@@ -119,23 +120,25 @@ def check_dataset(dataset, where: str, num_classes: Sequence[tuple[str, int]] = 
     return report
 
 
-def _model_num_classes(cfg) -> list[tuple[str, int]]:
+def num_classes_settings(cfg, path: str) -> list[tuple[str, int]]:
+    """Every ``num_classes`` set in a (nested) config: ``(key path, value)``."""
     found = []
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            where = f"{path}.{key}"
+            if key == "num_classes" and isinstance(value, int) and not isinstance(value, bool):
+                found.append((where, value))
+            else:
+                found += num_classes_settings(value, where)
+    elif isinstance(cfg, (list, tuple)):
+        for i, value in enumerate(cfg):
+            found += num_classes_settings(value, f"{path}[{i}]")
+    return found
 
-    def walk(node, path):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                where = f"{path}.{key}"
-                if key == "num_classes" and isinstance(value, int) and not isinstance(value, bool):
-                    found.append((where, value))
-                else:
-                    walk(value, where)
-        elif isinstance(node, (list, tuple)):
-            for i, value in enumerate(node):
-                walk(value, f"{path}[{i}]")
 
-    walk(cfg.get("model", {}), "model")
-    return [(k, v) for k, v in found if "rpn" not in k]  # an RPN is class-agnostic
+def _model_num_classes(cfg) -> list[tuple[str, int]]:
+    return [(k, v) for k, v in num_classes_settings(cfg.get("model", {}), "model")
+            if "rpn" not in k]  # an RPN is class-agnostic
 
 
 def check_config_datasets(cfg, loaders: Sequence[str] = LOADERS, check_files: bool = True

@@ -6,6 +6,7 @@ import inspect
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper
 
 from toolbox.engine.checkpoint import SafeCheckpointHook
 from toolbox.registry import HOOKS
@@ -66,6 +67,8 @@ class MixedPrecisionHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         count = keep_fp32(model)
         wrapper = runner.optim_wrapper
+        if not isinstance(wrapper, OptimWrapper):  # testing: no optimizer is built
+            return
         dtype = getattr(wrapper, "cast_dtype", None)
         print_log(f"mixed precision: {type(wrapper).__name__}, autocast dtype "
                   f"{dtype or 'float16'}; fp32 outputs/inputs kept for {count} head and "

@@ -5,16 +5,20 @@ import argparse
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
+
+from toolbox.engine.errors_report import CfgOptionsAction, load_config
+from toolbox.errors import CheckpointError
 
 
 def _load_config(path: str, cfg_options) -> Config:
-    if not osp.isfile(path):
-        raise SystemExit(f"error: config file '{path}' does not exist")
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
+    """The config, or a :class:`ConfigError` naming the file and line."""
+    return load_config(path, cfg_options)
+
+
+def _add_debug_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also TOOLBOX_DEBUG=1)")
 
 
 def _default_work_dir(config: str) -> str:
@@ -27,11 +31,15 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "(default: work_dirs/<config name>)")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                         help="resume from CHECKPOINT, or from the newest one in the work dir")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config entries, e.g. train_cfg.max_epochs=3")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
                         help="job launcher (tools/dist_train.sh uses pytorch)")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--skip-data-check", action="store_true",
+                        help="do not check the datasets before training "
+                             "(the checks of tools/check_dataset.py)")
+    _add_debug_arg(parser)
     switches = parser.add_argument_group(
         "training switches (each sets the config key named in brackets)")
     switches.add_argument("--amp", action="store_true",
@@ -66,7 +74,7 @@ def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--fuse-conv-bn", action="store_true",
                         help="fold BatchNorm into the preceding convs for faster inference")
     parser.add_argument("--work-dir", help="where logs and results go")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config entries")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -75,6 +83,7 @@ def add_test_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "predictions (right) as PNG into DIR")
     parser.add_argument("--show-score-thr", type=float, default=0.3, metavar="THR",
                         help="smallest score of a drawn prediction (default 0.3)")
+    _add_debug_arg(parser)
     return parser
 
 
@@ -90,8 +99,9 @@ def add_infer_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--single-json", action="store_true",
                         help="write one detections.json for all images instead of one per image")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config entries")
+    _add_debug_arg(parser)
     return parser
 
 
@@ -124,8 +134,10 @@ def test(args: argparse.Namespace) -> dict:
     cfg = _load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
     if not osp.isfile(args.checkpoint):
-        raise SystemExit(f"error: checkpoint '{args.checkpoint}' does not exist")
+        raise CheckpointError(f"checkpoint '{args.checkpoint}' does not exist or is not a "
+                              "file\nfix: check the path, or list the work dir's *.pth files")
     cfg.load_from = args.checkpoint
+    cfg.pop("early_stopping", None)  # a training switch (its hook needs the train loop)
     if getattr(args, "show_dir", None):
         hooks = [h for h in (cfg.get("custom_hooks") or [])
                  if not (isinstance(h, dict) and h.get("type") == "DetVisualizationHook")]

@@ -17,6 +17,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from toolbox.datasets.check import num_classes_settings
 from toolbox.engine import checkpoint as ckpt
 from toolbox.engine.switches import configure_switches
 from toolbox.errors import ConfigArgumentError
@@ -34,22 +35,6 @@ def _check_component(cfg, registry, where: str) -> None:
         check_arguments(component, args, registry.kind)
     except ConfigArgumentError as exc:
         raise ConfigArgumentError(f"config key '{where}': {exc}") from None
-
-
-def _num_classes_settings(cfg, path: str) -> list[tuple[str, int]]:
-    """Every ``num_classes`` set in a (nested) config: ``(key path, value)``."""
-    found = []
-    if isinstance(cfg, dict):
-        for key, value in cfg.items():
-            where = f"{path}.{key}"
-            if key == "num_classes" and isinstance(value, int) and not isinstance(value, bool):
-                found.append((where, value))
-            else:
-                found += _num_classes_settings(value, where)
-    elif isinstance(cfg, (list, tuple)):
-        for i, value in enumerate(cfg):
-            found += _num_classes_settings(value, f"{path}[{i}]")
-    return found
 
 
 def _dataset_classes(cfg, path: str) -> tuple[int, str] | None:
@@ -80,7 +65,7 @@ def _check_num_classes(cfg: Config) -> None:
     if known is None:  # e.g. COCO: the classes come from the annotation file
         return
     count, source = known
-    for where, value in _num_classes_settings(cfg.model, "model"):
+    for where, value in num_classes_settings(cfg.model, "model"):
         if value != count:
             raise ConfigArgumentError(
                 f"config key '{where}' is {value} but the training dataset has {count} "

@@ -119,12 +119,30 @@ def _configure_save_best(cfg) -> None:
     if rule not in (None, "greater", "less"):
         raise ConfigArgumentError(f"config key 'save_best.rule' is {rule!r}; expected "
                                   "'greater' or 'less'")
+    if rule is None and metric != "auto" and _infer_rule(metric) is None:
+        raise ConfigArgumentError(
+            f"config key 'save_best.rule' is needed: whether larger or smaller values of "
+            f"{metric!r} are better cannot be told from its name; expected "
+            f"save_best=dict(metric={metric!r}, rule='greater' or 'less')")
     hooks = cfg.setdefault("default_hooks", {})
     checkpoint = dict(hooks.get("checkpoint") or dict(type="CheckpointHook", interval=1))
     checkpoint["save_best"] = metric
     if rule is not None:
         checkpoint["rule"] = rule
     hooks["checkpoint"] = checkpoint
+
+
+def _infer_rule(metric: str) -> str | None:
+    """mmengine's CheckpointHook rule for ``metric`` (None if it cannot tell)."""
+    from mmengine.hooks import CheckpointHook
+    name = metric.lower()
+    greater = [k.lower() for k in CheckpointHook._default_greater_keys]
+    less = [k.lower() for k in CheckpointHook._default_less_keys]
+    if name in greater or (name not in less and any(k in name for k in greater)):
+        return "greater"
+    if name in less or any(k in name for k in less):
+        return "less"
+    return None
 
 
 def _configure_early_stopping(cfg) -> None:
@@ -144,6 +162,13 @@ def _configure_early_stopping(cfg) -> None:
                 "config key 'early_stopping.monitor' is not set; expected a validation "
                 "metric name such as 'coco/bbox_mAP' (or set save_best to one)")
         stop["monitor"] = best
+        rule = cfg.save_best.get("rule") if isinstance(cfg.save_best, dict) else None
+        if rule is not None:
+            stop.setdefault("rule", rule)
+    if stop.get("rule") is None and _infer_rule(stop["monitor"]) is None:
+        raise ConfigArgumentError(
+            f"config key 'early_stopping.rule' is needed for monitor {stop['monitor']!r}; "
+            "expected 'greater' or 'less'")
     _positive_int(stop["patience"], "early_stopping.patience")
     hooks = [h for h in (cfg.get("custom_hooks") or [])
              if not (isinstance(h, dict) and h.get("type") == "EarlyStoppingHook")]
