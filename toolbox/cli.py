@@ -157,6 +157,12 @@ def _plugins(args) -> int:
 
 
 def main(argv=None) -> int:
+    """The ``toolbox`` command; toolbox errors print as one short block, exit 2."""
+    from toolbox.engine.errors_report import run_main
+    return run_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     from toolbox import __version__
     parser = argparse.ArgumentParser(prog="toolbox", description="toolbox: detection and "
                                      "segmentation on plugins")

@@ -55,14 +55,14 @@ def count_flops(model: torch.nn.Module, shape) -> dict:
 
 
 def main(argv=None) -> dict:
-    from mmengine.config import Config
+    from toolbox.engine.errors_report import load_config
     from mmengine.registry import init_default_scope
 
     from toolbox.registry import MODELS
     args = parse_args(argv)
     if not osp.isfile(args.config):
         raise SystemExit(f"error: config file '{args.config}' does not exist")
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)  # a syntax error names file and line
     init_default_scope(cfg.get("default_scope", "toolbox"))
     model = MODELS.build(cfg.model).eval()
     if args.checkpoint:
@@ -86,4 +86,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from toolbox.engine.errors_report import run_main
+    run_main(main)

@@ -30,7 +30,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list[str]:
     import torch
-    from mmengine.config import Config
+    from toolbox.engine.errors_report import load_config
     from mmengine.registry import init_default_scope
 
     from toolbox.apis.drawing import draw_instances, save_image
@@ -40,7 +40,7 @@ def main(argv=None) -> list[str]:
         raise SystemExit(f"error: config file '{args.config}' does not exist")
     if args.num < 1:
         raise SystemExit(f"error: --num must be at least 1, got {args.num}")
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)  # a syntax error names file and line
     init_default_scope(cfg.get("default_scope", "toolbox"))
     loader = cfg.get(f"{args.split}_dataloader")
     if not loader or "dataset" not in loader:
@@ -70,4 +70,5 @@ def main(argv=None) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    from toolbox.engine.errors_report import run_main
+    run_main(main)

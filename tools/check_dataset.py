@@ -10,9 +10,8 @@ import argparse
 import sys
 import time
 
-from mmengine.config import Config, DictAction
-
 from toolbox.datasets.check import check_config_datasets, format_checks
+from toolbox.engine.errors_report import CfgOptionsAction, load_config
 from toolbox.errors import ToolboxError
 
 
@@ -22,10 +21,10 @@ def main(argv=None) -> int:
     parser.add_argument("config")
     parser.add_argument("--no-files", action="store_true",
                         help="check the annotations only (no image headers, no label maps)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE")
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     try:
-        cfg = Config.fromfile(args.config)
+        cfg = load_config(args.config)  # a syntax error names file and line
         if args.cfg_options:
             cfg.merge_from_dict(args.cfg_options)
         start = time.perf_counter()
@@ -39,4 +38,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from toolbox.engine.errors_report import run_main
+    sys.exit(run_main(main))

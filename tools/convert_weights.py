@@ -37,4 +37,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from toolbox.engine.errors_report import run_main
+    sys.exit(run_main(main))

@@ -101,4 +101,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from toolbox.engine.errors_report import run_main
+    run_main(main)

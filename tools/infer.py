@@ -6,13 +6,14 @@ detections (boxes in original pixels, class names, scores).
 """
 import argparse
 
+from toolbox.engine.errors_report import run_main
 from toolbox.engine.launch import add_infer_args, infer
 
 
 def main(argv=None):
     parser = add_infer_args(argparse.ArgumentParser(description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter))
-    return infer(parser.parse_args(argv))
+    return run_main(lambda a: infer(parser.parse_args(a)), argv)
 
 
 if __name__ == "__main__":

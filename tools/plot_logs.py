@@ -111,4 +111,5 @@ def main(argv=None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from toolbox.engine.errors_report import run_main
+    run_main(main)

@@ -1,12 +1,17 @@
-"""Train a model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]``."""
+"""Train a model: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]]``.
+
+The toolbox's errors (config, data, checkpoint, plugin) are printed as one short
+block and exit with status 2; ``--debug`` shows the traceback instead.
+"""
 import argparse
 
+from toolbox.engine.errors_report import run_main
 from toolbox.engine.launch import add_train_args, train
 
 
-def main():
+def main(argv=None):
     parser = add_train_args(argparse.ArgumentParser(description=__doc__))
-    train(parser.parse_args())
+    return run_main(lambda a: train(parser.parse_args(a)), argv)
 
 
 if __name__ == "__main__":

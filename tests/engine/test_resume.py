@@ -51,8 +51,8 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 
 def test_resume_skips_dangling_last_checkpoint_pointer(tmp_path):
     from toolbox.engine.runner import find_resume_checkpoint
-    (tmp_path / "epoch_1.pth").write_bytes(b"x")
-    (tmp_path / "epoch_2.pth").write_bytes(b"x")
+    for name in ("epoch_1.pth", "epoch_2.pth"):  # complete checkpoints (verified on resume)
+        torch.save(dict(meta={}, state_dict={}, message_hub={}), tmp_path / name)
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_3.pth"))  # half-written run
     assert find_resume_checkpoint(tmp_path) == str(tmp_path / "epoch_2.pth")
     assert find_resume_checkpoint(tmp_path / "missing") is None

@@ -120,7 +120,8 @@ def train(args: argparse.Namespace):
     cfg = _load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
     apply_cli_switches(cfg, args)
-    runner = build_runner(cfg, launcher=args.launcher, resume=args.resume)
+    runner = build_runner(cfg, launcher=args.launcher, resume=args.resume,
+                          data_check=not getattr(args, "skip_data_check", False))
     runner.train()
     return runner
 
@@ -136,6 +137,8 @@ def test(args: argparse.Namespace) -> dict:
     if not osp.isfile(args.checkpoint):
         raise CheckpointError(f"checkpoint '{args.checkpoint}' does not exist or is not a "
                               "file\nfix: check the path, or list the work dir's *.pth files")
+    from toolbox.engine.checkpoint import assert_readable
+    assert_readable(args.checkpoint)  # a torn or foreign file: reported before anything runs
     cfg.load_from = args.checkpoint
     cfg.pop("early_stopping", None)  # a training switch (its hook needs the train loop)
     if getattr(args, "show_dir", None):

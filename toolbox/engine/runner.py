@@ -20,7 +20,7 @@ from mmengine.runner import Runner
 from toolbox.datasets.check import num_classes_settings
 from toolbox.engine import checkpoint as ckpt
 from toolbox.engine.switches import configure_switches
-from toolbox.errors import ConfigArgumentError
+from toolbox.errors import CheckpointError, ConfigArgumentError, ConfigError
 from toolbox.registry import DATASETS, METRICS, MODELS, check_arguments
 
 _TOOLBOX_HOOKS = ("SafeCheckpointHook", "ClassFrequencyHook")
@@ -94,23 +94,99 @@ def validate_config(cfg: Config) -> None:
 
 
 def find_resume_checkpoint(work_dir) -> str | None:
-    """The newest complete checkpoint in ``work_dir``.
+    """The newest complete checkpoint in ``work_dir`` (None if there is none).
 
-    Trusts ``last_checkpoint`` only if the file it names exists; otherwise
-    takes the highest-numbered ``epoch_N.pth`` / ``iter_N.pth``.
-    """
-    work_dir = Path(work_dir)
-    pointer = work_dir / "last_checkpoint"
-    if pointer.is_file():
-        named = Path(pointer.read_text().strip())
-        if named.is_file():
-            return str(named)
-    found = []
-    for path in work_dir.glob("*.pth"):
-        match = re.fullmatch(r"(epoch|iter)_(\d+)\.pth", path.name)
-        if match:
-            found.append((int(match.group(2)), path))
-    return str(max(found)[1]) if found else None
+    Tries the file ``last_checkpoint`` names, then ``epoch_N.pth`` /
+    ``iter_N.pth`` from the highest number down, skipping any that is not a
+    complete, loadable checkpoint (see :mod:`toolbox.engine.resume`)."""
+    from toolbox.engine.resume import find_resume_checkpoint as find
+    return find(work_dir)
+
+
+def _load_from_settings(cfg: Config) -> bool:
+    """Normalise ``load_from``; returns whether it loads strictly.
+
+    ``load_from='x.pth'`` loads strictly (keys and shapes must match the
+    model); partial loading (fine-tuning to other classes) is opted into
+    with ``load_from=dict(path='x.pth', strict=False)`` or the top-level
+    ``load_strict=False``."""
+    strict = cfg.get("load_strict", True)
+    load_from = cfg.get("load_from")
+    if isinstance(load_from, dict):
+        unknown = set(load_from) - {"path", "strict"}
+        if "path" not in load_from or unknown:
+            raise ConfigError(f"config key 'load_from' is {dict(load_from)!r}; expected a path "
+                              "or dict(path='x.pth', strict=False)")
+        strict = load_from.get("strict", strict)
+        cfg.load_from = load_from["path"]
+    cfg.pop("load_strict", None)
+    return bool(strict)
+
+
+def _install_strict_loading(runner: Runner, strict: bool) -> None:
+    """Make ``runner.load_checkpoint`` (``load_from``, ``tools/test.py``)
+    refuse a checkpoint whose keys or shapes do not fit the model."""
+    from mmengine.model import is_model_wrapper
+
+    from toolbox.convert.base import state_dict_mismatch
+    original = runner.load_checkpoint
+
+    def load_checkpoint(filename, map_location="cpu", strict_arg=None, **kwargs):
+        kwargs.pop("strict", None)
+        checkpoint = ckpt.load_checkpoint(filename, map_location="cpu")
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"checkpoint '{filename}' holds no state dict")
+        state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        problem = state_dict_mismatch(model.state_dict(), state, partial=not strict)
+        if problem and strict:
+            raise CheckpointError(
+                f"checkpoint '{filename}' does not match the model of this config: {problem}\n"
+                "fix: use the config the checkpoint was trained with; to load only the "
+                "matching weights (fine-tuning to other classes) set "
+                "load_from=dict(path=..., strict=False) or --cfg-options load_strict=False")
+        if problem:
+            runner.logger.warning(f"partial load of '{filename}' (strict=False): {problem}")
+        return original(filename, map_location=map_location, strict=False, **kwargs)
+
+    runner.load_checkpoint = load_checkpoint
+
+
+def _checkable(ds_cfg) -> bool:
+    """Whether a dataset config builds a dataset with an annotation list
+    (mmengine ``BaseDataset`` or like it) the data check understands; plain
+    torch datasets are left alone."""
+    from mmengine.dataset import BaseDataset
+    while isinstance(ds_cfg, dict):
+        kind = ds_cfg.get("type")
+        klass = DATASETS.get(kind) if isinstance(kind, str) else kind
+        if isinstance(klass, type) and (issubclass(klass, BaseDataset)
+                                        or hasattr(klass, "load_data_list")):
+            return True
+        ds_cfg = ds_cfg.get("dataset")  # wrappers
+    return False
+
+
+def _run_data_check(cfg: Config) -> None:
+    """The checks of ``tools/check_dataset.py``: print the table, stop on errors."""
+    from toolbox.datasets.check import check_config_datasets, format_checks
+    from toolbox.errors import DataError
+    loaders = [name for name in ("train_dataloader", "val_dataloader", "test_dataloader")
+               if _checkable((cfg.get(name) or {}).get("dataset"))]
+    if not loaders:
+        return
+    reports = check_config_datasets(cfg, loaders=loaders)
+    if not reports:
+        return
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(format_checks(reports), flush=True)
+    errors = [f"{r.where}: {e}" for r in reports for e in r.errors]
+    if errors:
+        raise DataError(f"the dataset check found {len(errors)} error(s) (table above): "
+                        + "; ".join(errors[:3]) + ("; ..." if len(errors) > 3 else "")
+                        + "\nfix: correct the data or the config (tools/check_dataset.py "
+                        "CONFIG checks again); --skip-data-check skips this check")
 
 
 def _setup_cpu_distributed(cfg: Config) -> None:
@@ -126,11 +202,22 @@ def _setup_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg["device_ids"] = None
 
 
-def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = False) -> Runner:
-    """Prepare ``cfg`` and return ``Runner.from_cfg(cfg)``."""
+def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = False,
+                 data_check: bool = False) -> Runner:
+    """Prepare ``cfg`` and return ``Runner.from_cfg(cfg)``.
+
+    ``data_check``: run the dataset checks first (``tools/train.py`` does,
+    unless ``--skip-data-check``)."""
     import toolbox.engine.hooks  # noqa: F401 - registers the toolbox hooks
+    import toolbox.engine.nonfinite  # noqa: F401 - NonFiniteGuardHook
+    import toolbox.engine.resume  # noqa: F401 - ResumeStateHook
     import toolbox.engine.visualization_hook  # noqa: F401 - and the picture hook
+    from toolbox.registry import HOOKS
+    HOOKS.register_module(name="CheckpointHook", module=ckpt.RotatingCheckpointHook, force=True)
     ckpt.install()
+    strict = _load_from_settings(cfg)
+    max_nonfinite = cfg.pop("max_nonfinite_steps", None)
+    resume_changes = cfg.pop("resume_changes", "apply")
     cfg.setdefault("default_scope", "toolbox")
     from toolbox.config_check import check_config, prepare_short_run
     prepare_short_run(cfg)  # `--cfg-options short_run.max_iters=N short_run.num_images=M`
@@ -143,10 +230,31 @@ def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = Fa
     hooks = list(cfg.get("custom_hooks", []) or [])
     present = {h.get("type") for h in hooks if isinstance(h, dict)}
     hooks += [dict(type=name) for name in _TOOLBOX_HOOKS if name not in present]
+    from toolbox.engine.nonfinite import DEFAULT_MAX_CONSECUTIVE
+    if "NonFiniteGuardHook" not in present:
+        hooks.append(dict(type="NonFiniteGuardHook", max_consecutive=DEFAULT_MAX_CONSECUTIVE
+                          if max_nonfinite is None else max_nonfinite))
+    if "ResumeStateHook" not in present:
+        hooks.append(dict(type="ResumeStateHook"))
     cfg.custom_hooks = hooks
+    if data_check:
+        _run_data_check(cfg)
+    changes = []
     if resume:
-        path = resume if isinstance(resume, str) else find_resume_checkpoint(cfg.work_dir)
+        from toolbox.engine.resume import check_resume_config, resolve_resume
+        path = resolve_resume(resume, cfg.work_dir)
         cfg.resume = path is not None
         cfg.load_from = path
+        if path is not None:
+            cfg.resume_changes = resume_changes
+            changes = check_resume_config(path, cfg)
+            cfg.pop("resume_changes", None)
     os.makedirs(cfg.work_dir, exist_ok=True)
-    return Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(cfg)
+    _install_strict_loading(runner, strict)  # load_from, tools/test.py and --resume
+    lr = [(a, b) for key, a, b in changes if key == "optim_wrapper.optimizer.lr"]
+    if lr:
+        for hook in runner.hooks:
+            if type(hook).__name__ == "ResumeStateHook":
+                hook.lr_change = lr[0]
+    return runner
