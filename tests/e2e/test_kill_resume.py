@@ -63,9 +63,9 @@ BASELINES = {"w0": (0, ""), "w2": (2, ""), "iter": (0, ITER)}  # name: (workers,
 FINAL = {"w0": "epoch_3.pth", "w2": "epoch_3.pth", "iter": "iter_24.pth"}
 CASES = [  # (baseline, where, at, extra config)
     ("w0", "iter", 13, ""),          # mid-epoch 2 (8 iterations an epoch)
-    ("w2", "save", 2, ""),           # while writing epoch_2.pth (a .tmp left behind), workers
     ("w0", "rename", 2, ""),         # just after epoch_2.pth's rename, before last_checkpoint
-    ("w0", "save", 2, KEEP1),        # max_keep_ckpts=1, killed while writing the second one
+    ("w0", "save", 2, KEEP1),        # while writing epoch_2.pth (a .tmp left behind), with
+                                     # max_keep_ckpts=1 (epoch_1.pth must still be there)
     ("w2", "val", 3, ""),            # during the final validation, after the last checkpoint
     ("iter", "iter", 13, ""),        # iteration-based, between checkpoints iter_8 and iter_16
 ]

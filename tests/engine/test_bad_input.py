@@ -207,12 +207,14 @@ def test_skip_data_check_skips_it(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the data check ran")
     monkeypatch.setattr(check, "check_config_datasets", boom)
+    import toolbox.engine.runner as runner_module
+    import toy_components  # noqa: F401 - registers ToyDataset
+    assert runner_module._checkable(dict(type="CocoDataset"))
+    assert not runner_module._checkable(dict(type="ToyDataset"))  # plain torch datasets
+    monkeypatch.setattr(runner_module, "_checkable", lambda ds_cfg: True)  # would check
     parser = launch.add_train_args(__import__("argparse").ArgumentParser())
     args = parser.parse_args([str(CONFIG), "--work-dir", str(tmp_path / "w"), "--skip-data-check",
-                              "--cfg-options", "train_cfg.max_epochs=1",
-                              "train_dataloader.dataset.type=AugToyDataset"])
-    from toolbox.engine.runner import _checkable
-    assert _checkable(dict(type="CocoDataset")) and not _checkable(dict(type="ToyDataset"))
+                              "--cfg-options", "train_cfg.max_epochs=1"])
     launch.train(args)
     assert (tmp_path / "w" / "epoch_1.pth").is_file()
 

@@ -74,8 +74,11 @@ def from_plain(obj):
     return obj
 
 
-def load_checkpoint(filename, map_location=None):
-    """Load a local checkpoint with ``weights_only=True`` and the allow-list."""
+def load_checkpoint(filename, map_location=None, mmap: bool = False):
+    """Load a local checkpoint with ``weights_only=True`` and the allow-list.
+
+    ``mmap=True`` maps the tensors' storage instead of reading it (cheap
+    checks of keys and shapes; zip checkpoints only)."""
     path = Path(filename)
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint '{filename}' does not exist or is not a file")
@@ -85,7 +88,8 @@ def load_checkpoint(filename, map_location=None):
     is_zip = zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True,
+                                    **({"mmap": True} if mmap and is_zip else {}))
     except pickle.UnpicklingError as exc:
         if not is_zip:
             raise _unreadable(filename, path, exc) from exc
@@ -141,7 +145,7 @@ def checkpoint_problem(path, keys=RESUME_KEYS) -> str | None:
     if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
         return "the zip archive holds no data.pkl (not a torch checkpoint)"
     try:
-        checkpoint = load_checkpoint(path, map_location="cpu")
+        checkpoint = load_checkpoint(path, map_location="cpu", mmap=True)
     except CheckpointError as exc:
         return str(exc).splitlines()[0]
     if not isinstance(checkpoint, dict):

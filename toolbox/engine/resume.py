@@ -143,7 +143,7 @@ def config_changes(old_cfg_text: str, cfg) -> list[tuple[str, object, object]]:
 def check_resume_config(path: str, cfg) -> list[tuple[str, object, object]]:
     """Report (or, with ``resume_changes='refuse'``, refuse) config values that
     differ from the run being resumed."""
-    meta = (load_checkpoint(path, map_location="cpu").get("meta") or {})
+    meta = (load_checkpoint(path, map_location="cpu", mmap=True).get("meta") or {})
     text = meta.get("cfg")
     if not isinstance(text, str):
         return []
@@ -185,6 +185,12 @@ def set_rng_states(state: dict) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
         except (RuntimeError, IndexError):
             pass
+
+
+def _by_epoch(loop) -> bool:
+    """Epoch-based train loop? (``IterBasedTrainLoop`` has ``max_epochs`` too.)"""
+    from mmengine.runner.loops import IterBasedTrainLoop
+    return not isinstance(loop, IterBasedTrainLoop) and hasattr(loop, "max_epochs")
 
 
 class _RestoreAfterReplay:
@@ -236,7 +242,7 @@ class ResumeStateHook(Hook):
         # that replay, just before the first new batch is drawn.
         loop = runner.train_loop
         if self._rng is not None:
-            if hasattr(loop, "max_epochs") or not hasattr(loop, "dataloader_iterator"):
+            if _by_epoch(loop) or not hasattr(loop, "dataloader_iterator"):
                 set_rng_states(self._rng)
             else:
                 loop.dataloader_iterator = _RestoreAfterReplay(
@@ -272,7 +278,7 @@ class ResumeStateHook(Hook):
         loop, val = runner.train_loop, runner.val_loop
         if val is None or getattr(loop, "val_interval", 0) <= 0:
             return
-        by_epoch = hasattr(loop, "max_epochs")
+        by_epoch = _by_epoch(loop)
         done = loop.epoch if by_epoch else loop.iter
         last = loop.max_epochs if by_epoch else loop.max_iters
         if done <= 0 or done < loop.val_begin or not (done % loop.val_interval == 0
@@ -307,7 +313,7 @@ class ResumeStateHook(Hook):
         loop = getattr(runner, "_train_loop", None)
         if loop is None or isinstance(loop, dict):
             return
-        done = loop.epoch if hasattr(loop, "max_epochs") else loop.iter
+        done = loop.epoch if _by_epoch(loop) else loop.iter
         from mmengine.dist import is_main_process
         if is_main_process():
             atomic_write_bytes(str(done).encode(), osp.join(runner.work_dir, _VALIDATION_FILE))

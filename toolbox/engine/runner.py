@@ -94,11 +94,10 @@ def validate_config(cfg: Config) -> None:
 
 
 def find_resume_checkpoint(work_dir) -> str | None:
-    """The newest complete checkpoint in ``work_dir`` (None if there is none).
-
-    Tries the file ``last_checkpoint`` names, then ``epoch_N.pth`` /
-    ``iter_N.pth`` from the highest number down, skipping any that is not a
-    complete, loadable checkpoint (see :mod:`toolbox.engine.resume`)."""
+    """The newest complete checkpoint in ``work_dir`` (None if there is none):
+    ``epoch_N.pth`` / ``iter_N.pth`` from the highest number down (or the file
+    ``last_checkpoint`` names, if it has another name), skipping any that is
+    not a complete, loadable checkpoint (see :mod:`toolbox.engine.resume`)."""
     from toolbox.engine.resume import find_resume_checkpoint as find
     return find(work_dir)
 
@@ -131,9 +130,9 @@ def _install_strict_loading(runner: Runner, strict: bool) -> None:
     from toolbox.convert.base import state_dict_mismatch
     original = runner.load_checkpoint
 
-    def load_checkpoint(filename, map_location="cpu", strict_arg=None, **kwargs):
-        kwargs.pop("strict", None)
-        checkpoint = ckpt.load_checkpoint(filename, map_location="cpu")
+    def load_checkpoint(filename, map_location="cpu", strict_=None, revise_keys=None):
+        # keys and shapes from a memory-mapped load (no tensor data read)
+        checkpoint = ckpt.load_checkpoint(filename, map_location="cpu", mmap=True)
         state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict):
             raise CheckpointError(f"checkpoint '{filename}' holds no state dict")
@@ -148,7 +147,9 @@ def _install_strict_loading(runner: Runner, strict: bool) -> None:
                 "load_from=dict(path=..., strict=False) or --cfg-options load_strict=False")
         if problem:
             runner.logger.warning(f"partial load of '{filename}' (strict=False): {problem}")
-        return original(filename, map_location=map_location, strict=False, **kwargs)
+        del checkpoint, state
+        return original(filename, map_location=map_location, strict=False,
+                        **({} if revise_keys is None else {"revise_keys": revise_keys}))
 
     runner.load_checkpoint = load_checkpoint
 
@@ -160,7 +161,10 @@ def _checkable(ds_cfg) -> bool:
     from mmengine.dataset import BaseDataset
     while isinstance(ds_cfg, dict):
         kind = ds_cfg.get("type")
-        klass = DATASETS.get(kind) if isinstance(kind, str) else kind
+        try:
+            klass = DATASETS.get(kind) if isinstance(kind, str) else kind
+        except Exception:  # noqa: BLE001 - unknown names are config_check's to report
+            return False
         if isinstance(klass, type) and (issubclass(klass, BaseDataset)
                                         or hasattr(klass, "load_data_list")):
             return True
