@@ -11,3 +11,6 @@ param_scheduler = [
     dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs,
          eta_min_ratio=0.01, convert_to_iter_based=True),
 ]
+# `--auto-scale-lr` scales the learning rate from this total batch
+# (world size x batch size x accumulation) to the actual one.
+auto_scale_lr = dict(enable=False, base_batch_size=8)
