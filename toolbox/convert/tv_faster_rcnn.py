@@ -24,14 +24,12 @@ from typing import Mapping, Sequence
 import torch
 
 from toolbox.convert.base import ConversionError, Layout, drop_keys, rename_keys
+from toolbox.convert.tv_backbone_fpn import FPN_BLOCKS, RESNET_BODY
 
 __all__ = ["LAYOUTS", "convert_resnet50_fpn", "convert_mobilenet_v3_fpn"]
 
 # (pattern, replacement) for everything after the backbone's body.
-_FPN_AND_HEADS = [
-    (r"backbone\.fpn\.inner_blocks\.(\d+)(?:\.0)?\.(weight|bias)",
-     r"neck.lateral_convs.\1.conv.\2"),
-    (r"backbone\.fpn\.layer_blocks\.(\d+)(?:\.0)?\.(weight|bias)", r"neck.fpn_convs.\1.conv.\2"),
+_FPN_AND_HEADS = FPN_BLOCKS + [
     (r"rpn\.head\.conv(?:\.0\.0)?\.(weight|bias)", r"rpn_head.rpn_conv.\1"),
     (r"rpn\.head\.cls_logits\.(weight|bias)", r"rpn_head.rpn_cls.\1"),
     (r"rpn\.head\.bbox_pred\.(weight|bias)", r"rpn_head.rpn_reg.\1"),
@@ -39,11 +37,6 @@ _FPN_AND_HEADS = [
     (r"roi_heads\.box_head\.fc7\.(weight|bias)", r"roi_head.shared_fcs.2.\1"),
     (r"roi_heads\.box_predictor\.cls_score\.(weight|bias)", r"roi_head.fc_cls.\1"),
     (r"roi_heads\.box_predictor\.bbox_pred\.(weight|bias)", r"roi_head.fc_reg.\1"),
-]
-_RESNET_BODY = [
-    (r"backbone\.body\.conv1\.weight", r"backbone.stem.conv.weight"),
-    (r"backbone\.body\.bn1\.(.+)", r"backbone.stem.bn.\1"),
-    (r"backbone\.body\.(layer[1-4]\..+)", r"backbone.\1"),
 ]
 _REQUIRED = ("rpn_head.rpn_cls.weight", "roi_head.fc_cls.weight", "roi_head.fc_reg.weight",
              "neck.lateral_convs.0.conv.weight")
@@ -71,7 +64,7 @@ def convert_resnet50_fpn(state_dict: Mapping[str, torch.Tensor]
                          ) -> "OrderedDict[str, torch.Tensor]":
     """``fasterrcnn_resnet50_fpn`` keys -> ``faster_rcnn_r50_fpn_tv.py``'s."""
     state = drop_keys(state_dict, ["num_batches_tracked"])
-    state = rename_keys(state, _RESNET_BODY + _FPN_AND_HEADS, "tv-faster-rcnn")
+    state = rename_keys(state, RESNET_BODY + _FPN_AND_HEADS, "tv-faster-rcnn")
     return _predictor(state, "tv-faster-rcnn")
 
 

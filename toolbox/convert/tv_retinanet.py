@@ -17,16 +17,12 @@ from typing import Mapping, Sequence
 from torch import Tensor
 
 from toolbox.convert.base import ConversionError, Layout, rename_keys
+from toolbox.convert.tv_backbone_fpn import FPN_BLOCKS, RESNET_BODY
 
 __all__ = ["LAYOUTS", "convert_v1", "convert_v2"]
 
 _WB = r"(weight|bias)"
-_BACKBONE = [
-    (r"backbone\.body\.conv1\.(.+)", r"backbone.stem.conv.\1"),
-    (r"backbone\.body\.bn1\.(.+)", r"backbone.stem.bn.\1"),
-    (r"backbone\.body\.(layer[1-4]\..+)", r"backbone.\1"),
-    (rf"backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?{_WB}", r"neck.lateral_convs.\1.conv.\2"),
-    (rf"backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?{_WB}", r"neck.fpn_convs.\1.conv.\2"),
+_BACKBONE = RESNET_BODY + FPN_BLOCKS + [
     (rf"backbone\.fpn\.extra_blocks\.p6\.{_WB}", r"neck.extra_convs.0.conv.\1"),
     (rf"backbone\.fpn\.extra_blocks\.p7\.{_WB}", r"neck.extra_convs.1.conv.\1"),
 ]
