@@ -7,8 +7,8 @@ _eval_loader = dict(dataset=dict(type="ToyDataset", size=8, seed=1), batch_size=
                     collate_fn=dict(type="default_collate"))
 val_dataloader = _eval_loader
 test_dataloader = _eval_loader
-val_evaluator = dict(type="ToyMSE")
-test_evaluator = dict(type="ToyMSE")
+val_evaluator = dict(type="TensorMSE")
+test_evaluator = dict(type="TensorMSE")
 val_cfg = dict()
 test_cfg = dict()
 train_cfg = dict(by_epoch=True, max_epochs=3, val_interval=1)

@@ -42,7 +42,10 @@ class AugToyRegressor(ToyRegressor):
 
 
 @METRICS.register_module(force=True)
-class ToyMSE(BaseMetric):
+class TensorMSE(BaseMetric):
+    """Mean squared error of tensor predictions (a name of its own: switch_toys
+    registers another ToyMSE in the same registry)."""
+
     def process(self, data_batch, data_samples):
         target = data_batch["data_samples"]
         target = torch.stack(target) if isinstance(target, (list, tuple)) else target
