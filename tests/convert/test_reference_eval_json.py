@@ -3,6 +3,7 @@ COCO-format folder with COCO's own (non-contiguous) category ids: the results
 JSON carries torchvision's labels as ``category_id`` (the 91-index space),
 boxes and scores as torchvision gives them, and the metric runs on them."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ import torch
 import torchvision
 
 from toolbox.convert import convert_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # the same kernels as the subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs/reference/retinanet_r50_fpn_tv.py"
@@ -76,7 +79,8 @@ def test_tools_test_writes_coco_category_ids_of_the_reference(tmp_path):
                f"test_evaluator.ann_file={ann_file}", f"test_evaluator.outfile_prefix={prefix}"]
     run = subprocess.run([sys.executable, str(ROOT / "tools/test.py"), str(CONFIG), str(ckpt),
                           "--work-dir", str(tmp_path / "work"), "--cfg-options", *options],
-                         capture_output=True, text=True, cwd=tmp_path)
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # as the reference
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "coco/bbox_mAP" in run.stdout + run.stderr
     dets = json.loads(Path(f"{prefix}.bbox.json").read_text())

@@ -10,6 +10,7 @@ speed (the official resize is PIL-based and the toolbox's is cv2 bilinear, so
 the comparison is on the same pixels, not on the same resize).
 """
 import copy
+import os
 import re
 from pathlib import Path
 
@@ -352,7 +353,9 @@ def test_tools_test_writes_hf_detections_as_coco_ids(hf_model, tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "tools/test.py"), CONFIG,
                           str(tmp_path / "detr.pth"),
                           "--work-dir", str(tmp_path / "work"), "--cfg-options", *options],
-                         capture_output=True, text=True, cwd=tmp_path)
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # as this process
+
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     dets = json.loads(Path(f"{prefix}.bbox.json").read_text())
 
