@@ -105,7 +105,17 @@ def test_single_json_and_glob(trained, tool, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["val_000000.png", "val_000001.png"]
 
 
-def test_bad_inputs_name_the_path(trained, tool, tmp_path):
+def _refused(run, capsys) -> str:
+    """Run a tool that must refuse its input: exit status 2 and one error
+    block (no traceback) on stderr, returned."""
+    with pytest.raises(SystemExit) as err:
+        run()
+    stderr = capsys.readouterr().err
+    assert err.value.code == 2 and "Traceback" not in stderr
+    return stderr
+
+
+def test_bad_inputs_name_the_path(trained, tool, tmp_path, capsys):
     from toolbox.cli import main as cli_main
     config, checkpoint, _ = trained
     infer = tool("infer").main
@@ -119,19 +129,20 @@ def test_bad_inputs_name_the_path(trained, tool, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "table.csv").write_text("a,b\n1,2\n")
     for what, (path, message) in cases.items():
-        with pytest.raises(SystemExit) as err:
-            infer([*base, str(path), "--out", str(tmp_path / "o")])
-        assert str(path) in str(err.value) and message in str(err.value), what
+        stderr = _refused(lambda: infer([*base, str(path), "--out", str(tmp_path / "o")]),
+                          capsys)
+        assert str(path) in stderr and message in stderr, what
     # a checkpoint of another model (3 classes instead of 6): refused, path named
-    with pytest.raises(SystemExit) as err:
-        cli_main(["infer", *base, str(_val_images(config)[0]), "--out", str(tmp_path / "o"),
-                  "--cfg-options", "model.bbox_head.num_classes=3"])
-    assert str(checkpoint) in str(err.value) and "shape mismatches" in str(err.value)
+    stderr = _refused(lambda: cli_main(["infer", *base, str(_val_images(config)[0]), "--out",
+                                        str(tmp_path / "o"), "--cfg-options",
+                                        "model.bbox_head.num_classes=3"]), capsys)
+    assert str(checkpoint) in stderr and "shape mismatches" in stderr
     with pytest.raises(CheckpointMismatchError, match="retina_cls"):
         Inferencer(str(config), str(checkpoint),
                    cfg_options={"model.bbox_head.num_classes": 3})
-    with pytest.raises(SystemExit, match="missing.pth"):
-        infer([str(config), str(tmp_path / "missing.pth"), str(_val_images(config)[0])])
+    stderr = _refused(lambda: infer([str(config), str(tmp_path / "missing.pth"),
+                                     str(_val_images(config)[0])]), capsys)
+    assert "missing.pth" in stderr and "error (checkpoint)" in stderr
 
 
 def test_visualize_detections_and_a_hand_made_segmentation(inferencer):

@@ -19,30 +19,32 @@ import os.path as osp
 import sys
 import time
 
+from toolbox.errors import CheckpointError, ConfigError, DataError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _GLOB_CHARS = set("*?[")
 
 
 def collect_images(source: str) -> list[str]:
     """The image paths ``source`` names: one file, the image files of a
-    folder (by suffix, sorted) or a glob pattern's matches; ``SystemExit``
-    with the path when there is none."""
+    folder (by suffix, sorted) or a glob pattern's matches; a ``DataError``
+    naming the path when there is none."""
     if osp.isdir(source):
         found = sorted(osp.join(source, f) for f in os.listdir(source)
                        if f.lower().endswith(IMAGE_SUFFIXES) and osp.isfile(osp.join(source, f)))
         if not found:
-            raise SystemExit(f"error: folder '{source}' contains no image files "
-                             f"({', '.join(IMAGE_SUFFIXES)})")
+            raise DataError(f"folder '{source}' contains no image files "
+                            f"({', '.join(IMAGE_SUFFIXES)})")
         return found
     if osp.isfile(source):
         return [source]
     if _GLOB_CHARS & set(source):
         found = sorted(p for p in glob.glob(source, recursive=True) if osp.isfile(p))
         if not found:
-            raise SystemExit(f"error: no file matches the pattern '{source}'")
+            raise DataError(f"no file matches the pattern '{source}'")
         return found
-    raise SystemExit(f"error: input '{source}' does not exist (expected an image, a folder "
-                     "or a glob pattern)")
+    raise DataError(f"input '{source}' does not exist (expected an image, a folder "
+                    "or a glob pattern)")
 
 
 def detections_record(path: str, sample, classes) -> dict:
@@ -69,19 +71,16 @@ def _unique_name(path: str, used: set) -> str:
 def run_inference(args) -> dict:
     """Predict, draw and write every image of ``args.input`` (see module doc)."""
     from toolbox.apis.drawing import save_image
-    from toolbox.apis.inferencer import CheckpointMismatchError, Inferencer, read_image
-    from toolbox.errors import DataError
+    from toolbox.apis.inferencer import Inferencer, read_image
 
     for what, path in (("config", args.config), ("checkpoint", args.checkpoint)):
         if not osp.isfile(path):
-            raise SystemExit(f"error: {what} file '{path}' does not exist")
+            error = ConfigError if what == "config" else CheckpointError
+            raise error(f"{what} file '{path}' does not exist")
     images = collect_images(args.input)
-    try:
-        inferencer = Inferencer(args.config, args.checkpoint, device=args.device,
-                                score_thr=args.score_thr,
-                                cfg_options=getattr(args, "cfg_options", None))
-    except CheckpointMismatchError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    inferencer = Inferencer(args.config, args.checkpoint, device=args.device,
+                            score_thr=args.score_thr,
+                            cfg_options=getattr(args, "cfg_options", None))
     os.makedirs(args.out, exist_ok=True)
 
     records, failed, used = [], {}, set()
@@ -110,8 +109,8 @@ def run_inference(args) -> dict:
         with open(osp.join(args.out, "detections.json"), "w", encoding="utf-8") as f:
             json.dump(dict(images=records, failed=failed), f, indent=1)
     if not records:
-        raise SystemExit(f"error: none of the {len(images)} input image(s) could be read; "
-                         f"first problem: {next(iter(failed.values()))}")
+        raise DataError(f"none of the {len(images)} input image(s) could be read; "
+                        f"first problem: {next(iter(failed.values()))}")
     done = len(records)
     timed = infer_times[1:] if len(infer_times) > 1 else infer_times  # first one warms up
     ms = 1000 * sum(timed) / len(timed)
