@@ -541,8 +541,3 @@ def _report_overrides() -> None:
     for line in overrides_in_effect():
         logger.warning("plugin override in effect: %s", line)
 
-
-def prepare_short_run(cfg) -> None:
-    """Apply a ``short_run`` config key (see :mod:`toolbox.short_run`)."""
-    from toolbox.short_run import apply_short_run_from_cfg
-    apply_short_run_from_cfg(cfg)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from toolbox.config_check import prepare_short_run
+from toolbox.short_run import apply_short_run_from_cfg as prepare_short_run
 from toolbox.errors import ConfigArgumentError
 
 QUICKSTART = (Path(__file__).resolve().parents[2] / "configs" / "quickstart"

@@ -223,8 +223,9 @@ def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = Fa
     max_nonfinite = cfg.pop("max_nonfinite_steps", None)
     resume_changes = cfg.pop("resume_changes", "apply")
     cfg.setdefault("default_scope", "toolbox")
-    from toolbox.config_check import check_config, prepare_short_run
-    prepare_short_run(cfg)  # `--cfg-options short_run.max_iters=N short_run.num_images=M`
+    from toolbox.config_check import check_config
+    from toolbox.short_run import apply_short_run_from_cfg
+    apply_short_run_from_cfg(cfg)  # `--cfg-options short_run.max_iters=N short_run.num_images=M`
     check_config(cfg)  # the whole config, before anything is built
     validate_config(cfg)
     cfg.launcher = launcher
