@@ -1,11 +1,13 @@
 """The built-in components, registered as a plugin like any other.
 
-Each hook imports its family package and returns every name listed in the
-``__all__`` of the package's modules, so adding a component is adding a file
-(with ``__all__``) to the right package. Modules whose name starts with ``_``
-or equals ``base`` hold shared code and are skipped.
+Each hook imports its family package and returns the classes listed in the
+``__all__`` of the package's modules and defined there, so adding a component
+is adding a file (with ``__all__``) to the right package. Functions and
+re-exported names in ``__all__`` are helpers, not components; modules whose
+name starts with ``_`` or equals ``base`` are not scanned.
 """
 import importlib
+import inspect
 import pkgutil
 
 from toolbox.plugins import hookimpl
@@ -19,7 +21,9 @@ def _components(package_name: str) -> dict:
             continue
         module = importlib.import_module(f"{package_name}.{info.name}")
         for name in getattr(module, "__all__", ()):
-            found[name] = getattr(module, name)
+            value = getattr(module, name)
+            if inspect.isclass(value) and value.__module__ == module.__name__:
+                found[name] = value
     return found
 
 
