@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -82,9 +83,8 @@ def synth_files(num: int) -> tuple[Path, Path]:
 
 # -- the toolbox side --------------------------------------------------------------
 def toolbox_loader(img_dir: Path, ann: Path, scale, workers: int, batch: int):
-    from functools import partial
-
-    from toolbox.datasets._collate import det_collate
+    from toolbox.datasets.collate import det_collate
+    from toolbox.models.data_preprocessors.base import batch_tensors
     from toolbox.registry import DATASETS
     pipeline = [
         dict(type="LoadImage"),
@@ -99,8 +99,16 @@ def toolbox_loader(img_dir: Path, ann: Path, scale, workers: int, batch: int):
                              if ann.parent.name == "annotations" else str(ann.parent),
                              ann_file=str(ann), img_dir=str(img_dir), pipeline=pipeline))
     return torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, shuffle=False,
-                                       collate_fn=partial(det_collate, size_divisor=32),
+                                       collate_fn=partial(_padded_collate, det_collate,
+                                                          batch_tensors),
                                        worker_init_fn=one_thread)
+
+
+def _padded_collate(det_collate, batch_tensors, items):
+    """The float32 batch padded to /32 in the worker (this benchmark's measure;
+    training configs pad on the device instead, see benchmarks/h2d_bytes.py)."""
+    batch = det_collate(items)
+    return dict(batch, inputs=batch_tensors(batch["inputs"], 32))
 
 
 # -- the torchvision side ----------------------------------------------------------

@@ -114,7 +114,7 @@ def _race(fns, repeats: int) -> list[float]:
 def _train_batch(cfg, images, device="cpu"):
     """The toolbox's training input: the test pipeline (no augmentation, so
     both see the same pixels) with the boxes, collated."""
-    from toolbox.datasets._collate import det_collate
+    from toolbox.datasets.collate import det_collate
     from toolbox.datasets.transforms.base import Compose, init_geometry
     steps = [dict(s) for s in cfg.test_dataloader.dataset.pipeline if s["type"] != "LoadImage"]
     pipeline = Compose(steps)

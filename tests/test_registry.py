@@ -1,12 +1,12 @@
 """Registries: lazy loading, unknown names, misspelled constructor arguments."""
 import subprocess
 import sys
-import time
 
 import pytest
 from torch import nn
 
 from toolbox.errors import ConfigArgumentError, UnknownComponentError
+from toolbox.hookspecs import HOOK_POINTS
 from toolbox.registry import BACKBONES, LOSSES, REGISTRIES
 
 
@@ -25,7 +25,8 @@ def spelling_net():
 
 def test_one_registry_per_hook_point_under_one_scope():
     assert set(REGISTRIES) == {"backbones", "necks", "heads", "losses", "models",
-                               "datasets", "transforms", "metrics"}
+                               "datasets", "transforms", "metrics", "hooks", "functions"}
+    assert tuple(REGISTRIES) == HOOK_POINTS
     assert {r.scope for r in REGISTRIES.values()} == {"toolbox"}
 
 
@@ -62,16 +63,12 @@ def test_unknown_loss_in_another_hook_point():
         LOSSES.get("NoSuchLossAnywhere")
 
 
-def test_import_toolbox_is_fast_and_lazy():
-    code = ("import sys, time; t = time.perf_counter(); import toolbox; "
-            "dt = time.perf_counter() - t; "
-            "print(dt, 'torch' in sys.modules, 'mmengine' in sys.modules)")
-    start = time.perf_counter()
+def test_import_toolbox_is_lazy():
+    """``import toolbox`` imports nothing heavy (its time: benchmarks/import_time.py)."""
+    code = "import sys, toolbox; print('torch' in sys.modules, 'mmengine' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out[1:] == ["False", "False"]  # nothing heavy is imported
-    assert float(out[0]) < 1.0
-    assert time.perf_counter() - start < 10
+    assert out == ["False", "False"]
 
 
 def test_reloading_plugins_keeps_direct_registrations(spelling_net):

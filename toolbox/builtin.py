@@ -1,23 +1,31 @@
 """The built-in components, registered as a plugin like any other.
 
-Each hook imports its family package and returns the classes listed in the
-``__all__`` of the package's modules and defined there, so adding a component
-is adding a file (with ``__all__``) to the right package. Functions and
-re-exported names in ``__all__`` are helpers, not components; modules whose
-name starts with ``_`` or equals ``base`` are not scanned.
+The plugin manager imports this module by name (``BUILTIN_PLUGINS`` in
+:mod:`toolbox.plugins`), so it imports nothing of the plugin machinery but
+the ``hookimpl`` marker. Each family hook imports its package and returns
+the classes listed in the ``__all__`` of the package's modules and defined
+there: adding a component is adding a file (with ``__all__``) to the right
+package. ``__all__`` alone says what is a component: functions, constants,
+re-exported names and classes left out of ``__all__`` are helpers, whatever
+the module's name (a leading underscore no longer matters). ``base.py``
+modules are the one exception: they hold the abstract classes a family's
+components derive from and are never scanned.
 """
 import importlib
 import inspect
 import pkgutil
 
-from toolbox.plugins import hookimpl
+from toolbox.hookspecs import hookimpl
+
+#: modules of a family package that are never scanned (abstract base classes)
+UNSCANNED_MODULES = ("base",)
 
 
 def _components(package_name: str) -> dict:
     package = importlib.import_module(package_name)
     found = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
-        if info.name.startswith("_") or info.name == "base" or info.ispkg:
+        if info.name in UNSCANNED_MODULES or info.ispkg:
             continue
         module = importlib.import_module(f"{package_name}.{info.name}")
         for name in getattr(module, "__all__", ()):
@@ -49,7 +57,8 @@ def toolbox_losses():
 
 @hookimpl
 def toolbox_models():
-    return {**_components("toolbox.models.detectors"), **_components("toolbox.models.segmentors")}
+    return {**_components("toolbox.models.detectors"), **_components("toolbox.models.segmentors"),
+            **_components("toolbox.models.data_preprocessors")}
 
 
 @hookimpl
@@ -65,3 +74,22 @@ def toolbox_transforms():
 @hookimpl
 def toolbox_metrics():
     return _components("toolbox.evaluation")
+
+
+@hookimpl
+def toolbox_hooks():
+    """The toolbox's runner hooks (``default_hooks`` / ``custom_hooks`` names)."""
+    from toolbox.engine.checkpoint import SafeCheckpointHook
+    from toolbox.engine.hooks import ClassFrequencyHook, MixedPrecisionHook, ProgressBarHook
+    from toolbox.engine.nonfinite import NonFiniteGuardHook
+    from toolbox.engine.resume import ResumeStateHook
+    from toolbox.engine.visualization_hook import DetVisualizationHook
+    return [SafeCheckpointHook, ClassFrequencyHook, MixedPrecisionHook, ProgressBarHook,
+            NonFiniteGuardHook, ResumeStateHook, DetVisualizationHook]
+
+
+@hookimpl
+def toolbox_functions():
+    """The collate functions (``collate_fn=dict(type='toolbox.det_collate')``)."""
+    from toolbox.datasets.collate import det_collate, seg_collate
+    return {"det_collate": det_collate, "seg_collate": seg_collate}

@@ -192,7 +192,8 @@ def _main(argv=None) -> int:
     if args.command == "train":
         launch.train(args)
     elif args.command == "infer":
-        launch.infer(args)
+        from toolbox.apis.image_inference import run_inference
+        run_inference(args)
     else:
         launch.test(args)
     return 0

@@ -26,20 +26,17 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
-import re
 import sys
-import threading
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
-from toolbox.errors import ConfigArgumentError, ToolboxError, UnknownComponentError
+from toolbox.build_errors import (Node, argument_named, config_context,  # noqa: F401
+                                  describe_build_error, file_note, locate, set_config_tree)
+from toolbox.config_arguments import missing_arguments, unknown_arguments
+from toolbox.errors import (ConfigArgumentError, ConfigValueError, ToolboxError,
+                            UnknownComponentError)
 
 __all__ = ["ConfigValueError", "check_config", "describe_build_error", "walk_model"]
-
-
-class ConfigValueError(ToolboxError, ValueError):
-    """A config value a component's constructor rejected."""
 
 
 #: suffix of a part key -> suffix of the class name the head builds it with
@@ -48,109 +45,6 @@ _PART_KEYS = (("assigner", "Assigner"), ("sampler", "Sampler"), ("coder", "Coder
               ("matcher", "Matcher"))
 #: keys of a dataloader's dataset that hold nested datasets (wrappers)
 _DATASET_WRAPPER_KEYS = ("dataset", "datasets")
-
-
-@dataclass
-class Node:
-    """One component config in the tree: where it is and what it names."""
-
-    path: str
-    kind: str
-    type: str
-    args: dict
-    children: list["Node"] = field(default_factory=list)
-
-
-@dataclass
-class _Context:
-    filename: str | None
-    roots: list[Node]
-
-
-_state = threading.local()
-
-
-def _active() -> _Context | None:
-    return getattr(_state, "context", None)
-
-
-def _file_note(filename: str | None) -> str:
-    return f" (config file {filename})" if filename else ""
-
-
-# --------------------------------------------------------------- signatures
-def _forwards_kwargs_to_super(init, var_kw_name: str) -> bool:
-    try:
-        source = inspect.getsource(init)
-    except (OSError, TypeError):
-        return False
-    return "super(" in source and f"**{var_kw_name}" in source
-
-
-def _params(component) -> tuple[list[str], bool]:
-    """(accepted argument names, takes arbitrary keywords) of a constructor
-    or function. A class ``__init__`` that hands its ``**kwargs`` on to
-    ``super().__init__`` (a mixin, as mmengine's ``LRSchedulerMixin``; a
-    plugin's ``CBAMFPN(FPN)``) is read through to the next ``__init__``."""
-    if not inspect.isclass(component):
-        try:
-            params = list(inspect.signature(component).parameters.values())
-        except (TypeError, ValueError):
-            return [], True
-        return ([p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)],
-                any(p.kind is p.VAR_KEYWORD for p in params))
-    names: list[str] = []
-    for klass in component.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        if klass is object:
-            return names, True
-        try:
-            params = [p for p in inspect.signature(init).parameters.values() if p.name != "self"]
-        except (TypeError, ValueError):
-            return names, True
-        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                  and p.name not in names]
-        var_kw = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
-        if var_kw is None:
-            return names, False
-        if not _forwards_kwargs_to_super(init, var_kw):
-            return names, True
-    return names, True
-
-
-def _unknown_args(component, args: dict, path: str, kind: str, name: str,
-                  ignore: tuple = ()) -> list[str]:
-    accepted, var_kw = _params(component)
-    if var_kw:
-        return []
-    problems = []
-    for key in args:
-        if key in accepted or key in ignore or key in ("type", "_scope_"):
-            continue
-        close = difflib.get_close_matches(key, accepted, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        problems.append(f"config key '{path}.{key}': {kind} '{name}' has no argument "
-                        f"'{key}'.{hint} Accepted arguments: {', '.join(accepted) or '(none)'}.")
-    return problems
-
-
-def _missing_args(component, args: dict, path: str, kind: str, name: str,
-                  ignore: tuple = ()) -> list[str]:
-    target = component.__init__ if inspect.isclass(component) else component
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return []
-    missing = [p.name for p in sig.parameters.values()
-               if p.name != "self" and p.default is p.empty and p.name not in args
-               and p.name not in ignore
-               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if not missing:
-        return []
-    return [f"config key '{path}': {kind} '{name}' is missing required argument(s) "
-            f"{', '.join(missing)}; set {', '.join(f'{path}.{m}' for m in missing)}."]
 
 
 def _lookup(registry, name: str, path: str, kind: str) -> tuple[Any, list[str]]:
@@ -223,7 +117,7 @@ def _walk_component(cfg: dict, registry, path: str, problems: list, top=False) -
     if component is None:
         return None
     args = {k: v for k, v in cfg.items() if k not in ("type", "_scope_")}
-    problems += _unknown_args(component, args, path, kind, cfg["type"])
+    problems += unknown_arguments(component, args, path, kind, cfg["type"])
     node = Node(path, kind, cfg["type"], args)
     for key, value in args.items():
         sub = f"{path}.{key}"
@@ -251,7 +145,7 @@ def _walk_component(cfg: dict, registry, path: str, problems: list, top=False) -
                                 f"its {key} as '{cls.__name__}', not '{item['type']}'; "
                                 f"remove the type or set it to '{cls.__name__}'.")
                 continue
-            problems += _unknown_args(cls, item, where, key, cls.__name__)
+            problems += unknown_arguments(cls, item, where, key, cls.__name__)
     return node
 
 
@@ -291,8 +185,8 @@ def _check_pipelines(cfg, problems: list, trials: list) -> None:
                     continue
                 args = {k: v for k, v in step.items() if k not in ("type", "_scope_")}
                 before = len(problems)
-                problems += _unknown_args(component, args, where, "transform", step["type"])
-                problems += _missing_args(component, args, where, "transform", step["type"])
+                problems += unknown_arguments(component, args, where, "transform", step["type"])
+                problems += missing_arguments(component, args, where, "transform", step["type"])
                 if len(problems) == before:
                     trials.append((where, "transform", step["type"], component, args))
 
@@ -318,9 +212,9 @@ def _check_registry_list(entries, registry, path: str, kind: str, problems: list
             problems.append(f"config key '{where}.type': unknown {kind} '{item['type']}'.{hint}")
             continue
         args = {k: v for k, v in item.items() if k not in ("type", "_scope_")}
-        problems += _unknown_args(component, args, where, kind, item["type"], ignore)
+        problems += unknown_arguments(component, args, where, kind, item["type"], ignore)
         if required:
-            problems += _missing_args(component, args, where, kind, item["type"], ignore)
+            problems += missing_arguments(component, args, where, kind, item["type"], ignore)
 
 
 def _all_names(registry) -> list[str]:
@@ -354,100 +248,6 @@ def _check_runtime(cfg, problems: list) -> None:
             evaluator = evaluator["metrics"]
         _check_registry_list(evaluator, R.METRICS, f"{split}_evaluator", "metric", problems,
                              required=False)
-
-
-# ------------------------------------------------------------- trial builds
-def _resolve_node(stack: list[tuple[str, str, dict]]) -> tuple[Node | None, bool]:
-    """The config node of the innermost component of ``stack`` (or of the
-    deepest one found), and whether it is the innermost one itself."""
-    context = _active()
-    if context is None or not stack:
-        return None, False
-    candidates, node = context.roots, None
-    for depth, (kind, name, args) in enumerate(stack):
-        matches = [n for n in candidates if n.type == name]
-        if depth == 0:  # the validated config's own model, not some other build
-            matches = [n for n in matches if _args_match(n.args, args)]
-        if not matches:
-            return node, False
-        if len(matches) > 1:
-            exact = [n for n in matches if _args_match(n.args, args)]
-            matches = exact or matches
-        node = matches[0]
-        candidates = node.children
-    return node, node is not None
-
-
-def _resolve_path(stack: list[tuple[str, str, dict]]) -> str | None:
-    """The config key path of the innermost component of ``stack``."""
-    node, _ = _resolve_node(stack)
-    return node.path if node is not None else None
-
-
-def _args_match(original: dict, built: dict) -> bool:
-    try:
-        return all(k in built and bool(built[k] == v) for k, v in original.items())
-    except Exception:
-        return False
-
-
-def _argument_named(exc: BaseException, args: dict) -> str | None:
-    text = str(exc)
-    for key in args:
-        if re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", text):
-            return key
-    return None
-
-
-def locate(stack: list) -> str:
-    """" (config key 'model.neck', config file F)" for the innermost
-    component of ``stack``, or "" when the config was not validated."""
-    path = _resolve_path(stack)
-    if path is None:
-        return ""
-    context = _active()
-    file = f", config file {context.filename}" if context and context.filename else ""
-    return f" (config key '{path}'{file})"
-
-
-def describe_build_error(exc: BaseException, kind: str, name: str, args: dict,
-                         stack: list) -> ToolboxError:
-    """``exc`` (a constructor's ValueError/TypeError) as a :class:`ToolboxError`
-    naming the component, its config key path and the config file."""
-    context = _active()
-    node, exact = _resolve_node(stack)
-    path = node.path if node is not None else None
-    if path is None:
-        chain = " > ".join(f"{k} '{n}'" for k, n, _ in stack[:-1])
-        place = f" (built inside {chain})" if chain else ""
-    else:
-        place = ""
-    set_in_config = node.args if (node is not None and exact) else args
-    key = _argument_named(exc, set_in_config) or _argument_named(exc, args)
-    filled = key is not None and node is not None and exact and key not in node.args
-    if path is not None:
-        where = f"{path}.{key}" if key and not filled else path
-        place = f" at config key '{where}'{_file_note(context.filename if context else None)}"
-        fix = (f" '{key}' is not set in the config but filled in by the toolbox from the "
-               f"part before it; check that part, or set {path}.{key}." if filled
-               else f" Fix {where} in the config.")
-    else:
-        fix = f" Fix the '{key}' argument." if key else ""
-    cause = str(exc).rstrip(". ")
-    message = f"{kind} '{name}'{place} rejected its arguments: {cause}.{fix}"
-    cls = ConfigArgumentError if isinstance(exc, TypeError) else ConfigValueError
-    return cls(message)
-
-
-@contextlib.contextmanager
-def config_context(filename: str | None, roots: list[Node]):
-    """Make build errors name config key paths of this config (and its file)."""
-    previous = _active()
-    _state.context = _Context(filename, roots)
-    try:
-        yield
-    finally:
-        _state.context = previous
 
 
 def _trial_build_model(model_cfg) -> None:
@@ -486,10 +286,10 @@ def _trial_build_transforms(trials: list, filename: str | None) -> None:
         except ToolboxError:
             raise
         except (ValueError, TypeError) as exc:
-            key = _argument_named(exc, args)
+            key = argument_named(exc, args)
             at = f"{where}.{key}" if key else where
             cls = ConfigArgumentError if isinstance(exc, TypeError) else ConfigValueError
-            raise cls(f"{kind} '{name}' at config key '{at}'{_file_note(filename)} rejected "
+            raise cls(f"{kind} '{name}' at config key '{at}'{file_note(filename)} rejected "
                       f"its arguments: {exc}. Fix {at} in the config.") from exc
         except Exception:
             continue
@@ -498,10 +298,10 @@ def _trial_build_transforms(trials: list, filename: str | None) -> None:
 def _raise(problems: list[str], filename: str | None):
     first = problems[0]
     cls = UnknownComponentError if "unknown" in first and ".type'" in first else ConfigArgumentError
-    head = (f"{len(problems)} problems in the config{_file_note(filename)}:\n  "
+    head = (f"{len(problems)} problems in the config{file_note(filename)}:\n  "
             if len(problems) > 1 else "")
     body = "\n  ".join(problems)
-    tail = "" if head or not filename else _file_note(filename)
+    tail = "" if head or not filename else file_note(filename)
     raise cls(f"{head}{body}{tail}")
 
 
@@ -515,8 +315,6 @@ def check_config(cfg, *, build: bool = True) -> None:
     device and each transform once, to catch rejected values. Afterwards the
     config stays the one later build errors are described against.
     """
-    import toolbox.engine.hooks  # noqa: F401 - the toolbox's own training hooks
-    import toolbox.engine.visualization_hook  # noqa: F401 - and the picture hook
     filename = getattr(cfg, "filename", None)
     problems: list[str] = []
     root, found = walk_model(cfg.get("model"))
@@ -526,7 +324,7 @@ def check_config(cfg, *, build: bool = True) -> None:
     _check_runtime(cfg, problems)
     if problems:
         _raise(problems, filename)
-    _state.context = _Context(filename, [root] if root else [])
+    set_config_tree(filename, [root] if root else [])
     if build:
         if root is not None:
             _trial_build_model(cfg.get("model"))

@@ -42,3 +42,7 @@ class CheckpointError(ToolboxError, RuntimeError):
 
 class NonFiniteLossError(ToolboxError, FloatingPointError):
     """Training stopped after too many consecutive non-finite (NaN/Inf) steps."""
+
+
+class ConfigValueError(ToolboxError, ValueError):
+    """A config value a component's constructor rejected."""

@@ -1,7 +1,8 @@
 """The plugin contract: every hook point of the toolbox, in one module.
 
 A plugin is a module (or object) that implements some of the hooks below,
-decorated with :data:`toolbox.plugins.hookimpl`. A distribution makes it
+decorated with :data:`hookimpl` (defined here beside the hookspecs; plugins
+import it as ``toolbox.plugins.hookimpl``, the same object). A distribution makes it
 discoverable by declaring an entry point in the ``toolbox.plugins`` group::
 
     [project.entry-points."toolbox.plugins"]
@@ -32,6 +33,8 @@ one whose name is not below, is warned about: it would register nothing.
 import pluggy
 
 hookspec = pluggy.HookspecMarker("toolbox")
+#: Marks a plugin's hook functions (``@hookimpl def toolbox_necks(): ...``).
+hookimpl = pluggy.HookimplMarker("toolbox")
 
 #: The hook points, in the order the toolbox loads them. Each name is also the
 #: registry name in :mod:`toolbox.registry` and the section in ``toolbox plugins``.
@@ -44,6 +47,8 @@ HOOK_POINTS = (
     "datasets",
     "transforms",
     "metrics",
+    "hooks",
+    "functions",
 )
 
 
@@ -53,11 +58,15 @@ def toolbox_backbones():
 
     Contract: ``forward(images: Tensor[B, 3, H, W]) -> tuple[Tensor, ...]``,
     one map per entry of ``out_indices``. Each instance declares
-    ``out_channels`` and ``out_strides`` (tuples, one entry per output) so
-    necks and heads infer their input channels, and ``size_divisor``, the
-    multiple the input height and width must be padded to. Take
-    ``out_indices``, ``frozen_stages`` and ``norm_eval`` where they make sense;
-    subclassing :class:`toolbox.models.backbones.base.Backbone` gives those.
+    ``output_shape() -> tuple[FeatureSpec, ...]`` (``toolbox.structures``:
+    channels and stride of each returned map), which the model hands to the
+    neck / head as ``input_shape``, and ``size_divisor``, the multiple the
+    input height and width must be padded to (``spatial_dims``: 2, or 3 for
+    volumes). Take ``out_indices``, ``frozen_stages`` and ``norm_eval`` where
+    they make sense; subclassing :class:`toolbox.models.backbones.base.Backbone`
+    gives those, and ``self.declare_outputs(channels, strides,
+    size_divisor=...)`` declares the outputs (``out_channels`` /
+    ``out_strides`` remain as deprecated read-only views for one release).
     """
 
 
@@ -65,9 +74,15 @@ def toolbox_backbones():
 def toolbox_necks():
     """Return multi-scale fusion modules (``nn.Module`` classes).
 
-    Contract: take ``in_channels`` (a tuple, filled from the backbone's
-    ``out_channels``), ``forward(tuple[Tensor, ...]) -> tuple[Tensor, ...]``,
-    and declare ``out_channels`` and ``out_strides`` like a backbone.
+    Contract: take ``input_shape: Sequence[FeatureSpec] | None`` (the
+    previous part's ``output_shape()``; models always pass it unless the
+    config sets ``in_channels``), ``forward(tuple[Tensor, ...]) ->
+    tuple[Tensor, ...]``, and declare ``output_shape()`` (and
+    ``size_divisor``, 1 if none) like a backbone. Subclassing
+    :class:`toolbox.models.necks.base.Neck` gives ``resolve_inputs`` (the
+    ``in_channels`` / ``in_strides`` of direct construction reconciled with
+    ``input_shape``). A neck without ``input_shape`` (nor ``**kwargs``) still
+    gets ``in_channels`` / ``in_strides`` filled, with a DeprecationWarning.
     """
 
 
@@ -78,18 +93,21 @@ def toolbox_heads():
     Contract: ``loss(feats, data_samples) -> dict[str, Tensor]`` (every key
     containing ``loss`` is summed into the training objective; other keys
     are logged) and ``predict(feats, data_samples)``. A head owns its target
-    assignment and decoding, and takes ``in_channels`` / ``strides`` from the
-    neck or backbone. What ``predict`` returns depends on the model that
-    calls it:
+    assignment and decoding, and takes ``input_shape: Sequence[FeatureSpec]
+    | None`` (the neck's or backbone's ``output_shape()``; DETR passes its
+    last map only; segmentors also pass ``spatial_dims``), keeping
+    ``in_channels`` / ``strides`` for direct construction. Heads predict in
+    the network input's (``img_shape``) coordinates; the detector maps boxes
+    back to the original image once (``toolbox.structures.boxes_to_original``).
+    What ``predict`` returns depends on the model that calls it:
 
     * detection heads (``SingleStageDetector``, ``DETR``): ``list[InstanceData]``
-      with ``bboxes``, ``scores``, ``labels`` in the original image's
-      coordinates;
+      with ``bboxes``, ``scores``, ``labels`` in ``img_shape`` coordinates;
     * RPN heads (``TwoStageDetector``): the same, class-agnostic, plus
       ``loss_and_predict(feats, data_samples, proposal_cfg)`` returning the
       losses and detached proposals in ``img_shape`` coordinates;
     * RoI heads: ``loss(feats, proposals, data_samples)`` and
-      ``predict(feats, proposals, data_samples)``;
+      ``predict(feats, proposals, data_samples)`` (``img_shape`` coordinates);
     * segmentation heads (``EncoderDecoder``): logits ``[B, K, *spatial]``;
       the segmentor maps them back to the original frame.
     """
@@ -160,3 +178,27 @@ def toolbox_transforms():
 @hookspec
 def toolbox_metrics():
     """Return evaluation metrics (``mmengine.evaluator.BaseMetric`` classes)."""
+
+
+@hookspec
+def toolbox_hooks():
+    """Return runner hooks (``mmengine.hooks.Hook`` classes).
+
+    Registered in the ``toolbox`` child of mmengine's ``HOOKS`` root, so
+    ``default_hooks`` / ``custom_hooks`` of a config with
+    ``default_scope='toolbox'`` find them, also under a plain
+    ``mmengine.runner.Runner.from_cfg``. A hook takes its settings as
+    constructor arguments and must not assume the toolbox's own runner.
+    """
+
+
+@hookspec
+def toolbox_functions():
+    """Return functions named by configs, e.g. collate functions.
+
+    Registered in the ``toolbox`` child of mmengine's ``FUNCTIONS`` root
+    (``collate_fn=dict(type='toolbox.det_collate')``). Return a mapping
+    ``name -> function`` (a list registers each under its ``__name__``). A
+    collate function takes the list of dataset items (and its own keyword
+    arguments) and returns the batch the model's ``data_preprocessor`` reads.
+    """

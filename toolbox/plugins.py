@@ -2,7 +2,11 @@
 
 Distributions declare an entry point in the ``toolbox.plugins`` group; the
 module it names implements hooks from :mod:`toolbox.hookspecs`. Loading is
-lazy: :func:`ensure_loaded` runs on the first registry lookup.
+lazy: :func:`ensure_loaded` runs on the first registry lookup. This module
+finds, imports and calls the plugins and returns what they provide (the
+table); :mod:`toolbox.registry` fills its registries from that table. The
+built-in components are plugins too, imported by name from
+:data:`BUILTIN_PLUGINS` (as pytest loads its default plugins).
 
 Environment variables (the ``-p no:name`` spirit of pytest):
 
@@ -25,218 +29,43 @@ Plugin API version: :data:`API_VERSION`. A plugin module may declare the
 range it supports as ``TOOLBOX_API = ">=1,<2"`` (a PEP 440 specifier); a
 toolbox outside that range refuses the plugin with a message naming both.
 """
+
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.metadata as metadata
-import inspect
 import logging
 import os
 import threading
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Iterable
 
 import pluggy
 
-from toolbox import __version__, hookspecs
-from toolbox.errors import PluginConflictError, PluginLoadError
+from toolbox import hookspecs
+from toolbox.errors import PluginLoadError
+from toolbox.hookspecs import hookimpl
+from toolbox.plugin_records import (API_ATTRIBUTE, API_VERSION, ENTRY_POINT_GROUP,  # noqa: F401
+                                    ENV_DISABLE_AUTOLOAD, ENV_PLUGINS, ENV_STRICT, Conflict,
+                                    Failure, Override, PluginImportWarning, PluginWarning,
+                                    Provider, Registration, as_items, builtin_provider,
+                                    check_api_version, ep_names, flag, hook_problems, override,
+                                    provider_of)
 
-ENTRY_POINT_GROUP = "toolbox.plugins"
-ENV_DISABLE_AUTOLOAD = "TOOLBOX_DISABLE_PLUGIN_AUTOLOAD"
-ENV_PLUGINS = "TOOLBOX_PLUGINS"
-ENV_STRICT = "TOOLBOX_STRICT_PLUGINS"
+__all__ = ["API_VERSION", "PluginImportWarning", "PluginManager", "PluginWarning", "Provider",
+           "ensure_loaded", "hookimpl", "loaded_manager", "override", "overrides_in_effect",
+           "reset"]
 
-#: The version of the plugin contract (the hooks of :mod:`toolbox.hookspecs`
-#: and the component contracts they document). The minor number grows when
-#: the contract gains something; the major number when a plugin written for
-#: the previous one may break. Plugins declare what they support with a
-#: module attribute ``TOOLBOX_API = ">=1,<2"``.
-API_VERSION = "1.0"
-#: The module attribute a plugin declares its supported API range in.
-API_ATTRIBUTE = "TOOLBOX_API"
+#: The built-in plugins: modules the manager imports and registers by name,
+#: before the entry points, as ``pytest`` does with its default plugins.
+BUILTIN_PLUGINS = ("toolbox.builtin",)
 
-hookimpl = pluggy.HookimplMarker("toolbox")
 logger = logging.getLogger("toolbox.plugins")
 
-_HOOK_NAMES = tuple(f"toolbox_{p}" for p in hookspecs.HOOK_POINTS)
 
-
-class PluginWarning(UserWarning):
-    """Something about the installed plugins needs the user's attention."""
-
-
-class PluginImportWarning(PluginWarning):
-    """A plugin could not be loaded; the other plugins still were."""
-
-
-@dataclass(frozen=True)
-class Provider:
-    """Where a component came from: plugin name, distribution and version."""
-
-    plugin: str
-    distribution: str
-    version: str
-
-    def __str__(self) -> str:
-        return f"{self.distribution} {self.version} (plugin '{self.plugin}')"
-
-
-@dataclass(frozen=True)
-class Override:
-    """Marks a hook result that deliberately replaces another provider's."""
-
-    component: Any
-
-
-def override(component: Any) -> Override:
-    """Wrap a component so it replaces a same-named one from another plugin."""
-    return Override(component)
-
-
-@dataclass
-class Registration:
-    name: str
-    component: Any
-    provider: Provider
-    replaced: Provider | None = None
-
-
-@dataclass
-class Failure:
-    """A plugin that failed to import, to answer a hook, or was refused."""
-
-    provider: Provider
-    error: BaseException
-    what: str                      # "import", "answer hook 'toolbox_necks'", ...
-    hook_point: str | None = None  # the hook point whose hook failed, if one
-
-    # still usable as the (provider, error) tuple the failures list used to hold
-    def __iter__(self):
-        return iter((self.provider, self.error))
-
-    def __getitem__(self, index):
-        return (self.provider, self.error)[index]
-
-    def __len__(self):
-        return 2
-
-
-@dataclass
-class Conflict:
-    """Two or more plugins registering one name in one hook point."""
-
-    point: str
-    name: str
-    providers: list[Provider] = field(default_factory=list)
-    overrides: bool = False
-
-    def message(self) -> str:
-        both = " and ".join(str(p) for p in self.providers)
-        if self.overrides:
-            return (f"two plugins override '{self.name}' in hook point '{self.point}': "
-                    f"{both}; uninstall one or exclude one with {ENV_PLUGINS}=no:<plugin>.")
-        return (f"two plugins register '{self.name}' in hook point '{self.point}': {both}. "
-                f"Uninstall one, exclude one with {ENV_PLUGINS}=no:<plugin>, or have one "
-                f"return toolbox.plugins.override({self.name}) to replace the other on purpose.")
-
-
-def _flag(environ, name: str) -> bool:
-    return environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _provider_of(entry_point) -> Provider:
-    dist = entry_point.dist
-    if dist is None:
-        return Provider(entry_point.name, "<unknown distribution>", "?")
-    return Provider(entry_point.name, dist.metadata["Name"], dist.version)
-
-
-def _ep_names(ep) -> set[str]:
-    return {ep.name, ep.dist.metadata["Name"] if ep.dist else ep.name}
-
-
-def builtin_provider() -> Provider:
-    try:
-        version = metadata.version("toolbox")
-    except metadata.PackageNotFoundError:
-        version = __version__
-    return Provider("builtin", "toolbox", version)
-
-
-def _as_items(point: str, provider: Provider, result: Any) -> Iterable[tuple[str, Any]]:
-    if result is None:
-        return []
-    if isinstance(result, dict):
-        return list(result.items())
-    if isinstance(result, (list, tuple)):
-        items = []
-        for comp in result:
-            inner = comp.component if isinstance(comp, Override) else comp
-            items.append((inner.__name__, comp))
-        return items
-    raise PluginLoadError(
-        f"plugin {provider}: hook 'toolbox_{point}' must return a list of "
-        f"classes or a dict name -> class, got {type(result).__name__}")
-
-
-def check_api_version(plugin, provider: Provider) -> None:
-    """Refuse a plugin whose declared ``TOOLBOX_API`` range excludes
-    :data:`API_VERSION` (a :class:`PluginLoadError` naming both)."""
-    wanted = getattr(plugin, API_ATTRIBUTE, None)
-    if wanted is None:
-        return
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    try:
-        spec = SpecifierSet(str(wanted))
-    except InvalidSpecifier:
-        raise PluginLoadError(
-            f"plugin {provider} declares {API_ATTRIBUTE} = {wanted!r}, which is not a "
-            f"version range; write e.g. {API_ATTRIBUTE} = \">=1,<2\"") from None
-    if not spec.contains(API_VERSION, prereleases=True):
-        raise PluginLoadError(
-            f"plugin {provider} supports toolbox plugin API {wanted} but this toolbox "
-            f"({builtin_provider().version}) provides plugin API {API_VERSION}; install a "
-            f"{provider.distribution} release made for plugin API {API_VERSION}, or a "
-            f"toolbox whose plugin API is in {wanted}")
-
-
-def hook_problems(plugin) -> list[str]:
-    """What is wrong with a plugin's hook functions, as sentences (empty: fine).
-
-    Catches a marked function whose name is no hook (``toolbox_loss``), a
-    function named like a hook but not marked ``@hookimpl``, and a plugin
-    that implements no hook at all (it would register nothing).
-    """
-    problems, implemented = [], 0
-    where = getattr(plugin, "__name__", type(plugin).__name__)
-    for attr in dir(plugin):
-        if not attr.startswith("toolbox_"):
-            continue
-        try:
-            value = getattr(plugin, attr)
-        except Exception:  # pragma: no cover - odd descriptors
-            continue
-        if inspect.isclass(value) or inspect.ismodule(value) or not callable(value):
-            continue
-        marked = hasattr(value, "toolbox_impl")
-        if attr in _HOOK_NAMES:
-            if marked:
-                implemented += 1
-            else:
-                problems.append(
-                    f"function '{attr}' in {where} is not marked @hookimpl, so it is never "
-                    "called; decorate it with @toolbox.plugins.hookimpl")
-            continue
-        close = difflib.get_close_matches(attr, _HOOK_NAMES, n=1, cutoff=0.6)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        if marked or close:
-            problems.append(f"'{attr}' in {where} is not a toolbox hook, so it registers "
-                            f"nothing.{hint} Hooks: {', '.join(_HOOK_NAMES)}")
-    if not implemented and not problems:
-        problems.append(f"{where} implements no toolbox hook, so it registers nothing; "
-                        f"define @hookimpl functions named {', '.join(_HOOK_NAMES)}")
-    return problems
+def _builtin_name(module_name: str) -> str:
+    """The plugin name of a built-in module: ``builtin`` for toolbox.builtin."""
+    return module_name.rsplit(".", 1)[-1] if module_name == BUILTIN_PLUGINS[0] else module_name
 
 
 class PluginManager:
@@ -266,20 +95,20 @@ class PluginManager:
         """The entry points this environment and the env variables allow."""
         eps = self.installed()
         self.skipped, self._skipped_eps = [], []
-        if _flag(self.environ, ENV_DISABLE_AUTOLOAD):
+        if flag(self.environ, ENV_DISABLE_AUTOLOAD):
             self._skip(eps, f"{ENV_DISABLE_AUTOLOAD}=1 disables plugin autoloading")
             return []
         wanted = [s.strip() for s in self.environ.get(ENV_PLUGINS, "").split(",") if s.strip()]
         excluded = {s[3:] for s in wanted if s.startswith("no:")}
         allowed = {s for s in wanted if not s.startswith("no:")}
-        known = set().union(*(_ep_names(ep) for ep in eps)) if eps else set()
+        known = set().union(*(ep_names(ep) for ep in eps)) if eps else set()
         self._warn_unknown_names(sorted((allowed | excluded) - known - {"builtin", "toolbox"}),
                                  eps)
         keep = []
         for ep in eps:
-            if _ep_names(ep) & excluded:
+            if ep_names(ep) & excluded:
                 self._skip([ep], f"excluded by {ENV_PLUGINS}={self.environ.get(ENV_PLUGINS)}")
-            elif allowed and not _ep_names(ep) & allowed:
+            elif allowed and not ep_names(ep) & allowed:
                 self._skip([ep], f"not in the allow-list "
                                  f"{ENV_PLUGINS}={self.environ.get(ENV_PLUGINS)}")
             else:
@@ -288,14 +117,14 @@ class PluginManager:
 
     def _skip(self, eps, reason: str) -> None:
         for ep in eps:
-            self.skipped.append((_provider_of(ep), reason))
+            self.skipped.append((provider_of(ep), reason))
             self._skipped_eps.append(ep)
 
     def _warn_unknown_names(self, unknown: list[str], eps) -> None:
         if not unknown:
             return
-        installed = ", ".join(f"{ep.name} ({_provider_of(ep).distribution})" for ep in eps)
-        names = sorted(set().union(*(_ep_names(ep) for ep in eps))) if eps else []
+        installed = ", ".join(f"{ep.name} ({provider_of(ep).distribution})" for ep in eps)
+        names = sorted(set().union(*(ep_names(ep) for ep in eps))) if eps else []
         for name in unknown:
             close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -319,12 +148,15 @@ class PluginManager:
     def _register_plugins(self, strict: bool) -> dict[str, Provider]:
         providers: dict[str, Provider] = {}
         if self.builtins:
-            from toolbox import builtin
-            prov = builtin_provider()
-            self._pm.register(builtin, name=prov.plugin)
-            providers[prov.plugin] = prov
+            for module_name in BUILTIN_PLUGINS:
+                prov = builtin_provider()
+                name = _builtin_name(module_name)
+                if name != prov.plugin:
+                    prov = Provider(name, prov.distribution, prov.version)
+                self._pm.register(importlib.import_module(module_name), name=name)
+                providers[name] = prov
         for ep in self.entry_points():
-            prov = _provider_of(ep)
+            prov = provider_of(ep)
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not break the rest
@@ -353,7 +185,7 @@ class PluginManager:
         :attr:`conflicts`; looking one of them up is the error.
         """
         if strict is None:
-            strict = _flag(self.environ, ENV_STRICT)
+            strict = flag(self.environ, ENV_STRICT)
         providers = self._register_plugins(strict)
         table: dict[str, dict[str, Registration]] = {}
         for point in hookspecs.HOOK_POINTS:
@@ -366,7 +198,7 @@ class PluginManager:
                 except Exception as exc:  # an ImportError in a lazy hook, say
                     self._fail(prov, exc, f"answer hook 'toolbox_{point}'", strict, point)
                     continue
-                items = _as_items(point, prov, result)
+                items = as_items(point, prov, result)
                 for name, comp in items:
                     (overrides if isinstance(comp, Override) else plain).append((name, comp, prov))
             table[point] = self._merge(point, plain, overrides)
@@ -448,7 +280,7 @@ class PluginManager:
                     if hook is None:
                         return False
                     result = hook()
-                    return any(n == name for n, _ in _as_items(point, _provider_of(ep), result))
+                    return any(n == name for n, _ in as_items(point, provider_of(ep), result))
             except Exception:
                 return None
         return None
@@ -461,7 +293,9 @@ _collecting = threading.local()
 
 
 def ensure_loaded(strict: bool | None = None) -> dict[str, dict[str, Registration]]:
-    """Load all plugins into the toolbox registries, once per process."""
+    """Import and call the plugins, once per process; returns the table
+    ``hook point -> name -> Registration`` (the registries are filled from it
+    by :mod:`toolbox.registry` on their next lookup)."""
     global _manager, _table
     with _lock:
         if _table is not None:
@@ -472,19 +306,12 @@ def ensure_loaded(strict: bool | None = None) -> dict[str, dict[str, Registratio
                 "hook or at a plugin module's top level); registries are filled only "
                 "after every hook has answered. To reuse or wrap a built-in, import its "
                 "class, e.g. `from toolbox.models.necks.fpn import FPN`")
-        from toolbox import registry
         manager = PluginManager()
         _collecting.active = True
         try:
             table = manager.collect(strict=strict)
         finally:
             _collecting.active = False
-        for point, regs in table.items():
-            reg = registry.REGISTRIES[point]
-            for r in regs.values():
-                reg.add_component(r.name, r.component, r.provider)
-            for name, clash in manager.conflicts.get(point, {}).items():
-                reg.add_conflict(name, clash.message())
         _manager, _table = manager, table
         return _table
 
@@ -502,9 +329,8 @@ def overrides_in_effect() -> list[str]:
 
 
 def reset() -> None:
-    """Forget what was loaded (tests, or after ``pip install`` in-process)."""
+    """Forget what was loaded (tests, or after ``pip install`` in-process);
+    the registries drop the plugins' components on their next lookup."""
     global _manager, _table
-    from toolbox import registry
     with _lock:
         _manager, _table = None, None
-        registry.clear_plugin_components()

@@ -2,8 +2,10 @@
 
 ``BACKBONES.build(dict(type='VoVNet', ...))`` builds whatever plugin
 registered ``VoVNet``, built-in or third-party. Lookups load the plugins on
-first use (see :mod:`toolbox.plugins`), explain unknown names, and check
-constructor arguments before calling the constructor.
+first use: :func:`toolbox.plugins.ensure_loaded` returns what the plugins
+provide and :func:`load_plugins` puts it into the registries (this module
+imports the plugin manager, never the other way round). Lookups explain
+unknown names and check constructor arguments before calling the constructor.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from typing import Any
 from mmengine import registry as mme
 from mmengine.registry import Registry, build_from_cfg
 
+from toolbox import plugins
+from toolbox.build_errors import describe_build_error, locate
 from toolbox.errors import (ConfigArgumentError, PluginConflictError, ToolboxError,
                             UnknownComponentError)
 
@@ -69,7 +73,6 @@ def build_stack() -> list[tuple[str, str, dict]]:
 def _constructor_error(exc: Exception, kind: str, name: str, args: dict) -> ToolboxError:
     """A constructor's ``ValueError`` / ``TypeError`` as a :class:`ToolboxError`
     naming the component, the config key path and the config file."""
-    from toolbox.config_check import describe_build_error
     return describe_build_error(exc, kind, name, args, list(build_stack()))
 
 
@@ -94,7 +97,6 @@ def build_checked(cfg: Any, registry: Registry, default_args: dict | None = None
         try:
             check_arguments(component, args, where)
         except ConfigArgumentError as exc:
-            from toolbox.config_check import locate
             raise ConfigArgumentError(f"{exc}{locate(list(stack))}") from None
         return build_from_cfg(cfg, registry, default_args)
     except ToolboxError:
@@ -127,13 +129,11 @@ class HookPointRegistry(Registry):
         self.conflicts[name] = message
 
     def names(self) -> list[str]:
-        from toolbox.plugins import ensure_loaded
-        ensure_loaded()
+        load_plugins()
         return sorted(self._module_dict)
 
     def get(self, key: str):
-        from toolbox.plugins import ensure_loaded
-        ensure_loaded()
+        load_plugins()
         if isinstance(key, str) and key in self.conflicts:
             raise PluginConflictError(self.conflicts[key])
         found = super().get(key)
@@ -150,23 +150,21 @@ class HookPointRegistry(Registry):
 
     def _plugin_status(self, key: str) -> str:
         """Plugins that failed or were left out, and whether one provides ``key``."""
-        from toolbox.plugins import loaded_manager
         try:
-            note = loaded_manager().explain_missing(self.hook_point, key)
+            note = plugins.loaded_manager().explain_missing(self.hook_point, key)
         except Exception:  # explaining must never hide the real error
             return ""
         return f" Plugins: {note}" if note else ""
 
     def __contains__(self, key) -> bool:
-        from toolbox.plugins import ensure_loaded
-        ensure_loaded()
+        load_plugins()
         return key in self.conflicts or super().__contains__(key)
 
 
-# The hook-point registries. Models, datasets, transforms and metrics are
-# children of mmengine's roots so that mmengine's Runner finds them through
-# ``default_scope='toolbox'``; backbones, necks, heads and losses are built by
-# the models themselves.
+# The hook-point registries. Models, datasets, transforms, metrics, runner
+# hooks and functions are children of mmengine's roots so that mmengine's
+# Runner finds them through ``default_scope='toolbox'``; backbones, necks,
+# heads and losses are built by the models themselves.
 BACKBONES = HookPointRegistry("backbones", "backbone")
 NECKS = HookPointRegistry("necks", "neck")
 HEADS = HookPointRegistry("heads", "head")
@@ -175,10 +173,13 @@ MODELS = HookPointRegistry("models", "model", parent=mme.MODELS)
 DATASETS = HookPointRegistry("datasets", "dataset", parent=mme.DATASETS)
 TRANSFORMS = HookPointRegistry("transforms", "transform", parent=mme.TRANSFORMS)
 METRICS = HookPointRegistry("metrics", "metric", parent=mme.METRICS)
+HOOKS = HookPointRegistry("hooks", "hook", parent=mme.HOOKS)
+FUNCTIONS = HookPointRegistry("functions", "function", parent=mme.FUNCTIONS)
 
 REGISTRIES: dict[str, HookPointRegistry] = {
     r.hook_point: r
-    for r in (BACKBONES, NECKS, HEADS, LOSSES, MODELS, DATASETS, TRANSFORMS, METRICS)
+    for r in (BACKBONES, NECKS, HEADS, LOSSES, MODELS, DATASETS, TRANSFORMS, METRICS,
+              HOOKS, FUNCTIONS)
 }
 
 # Plain children of mmengine's other roots, so building runner parts under the
@@ -186,7 +187,6 @@ REGISTRIES: dict[str, HookPointRegistry] = {
 RUNNERS = Registry("runner", parent=mme.RUNNERS, scope=SCOPE)
 RUNNER_CONSTRUCTORS = Registry("runner constructor", parent=mme.RUNNER_CONSTRUCTORS, scope=SCOPE)
 LOOPS = Registry("loop", parent=mme.LOOPS, scope=SCOPE)
-HOOKS = Registry("hook", parent=mme.HOOKS, scope=SCOPE)
 LOG_PROCESSORS = Registry("log_processor", parent=mme.LOG_PROCESSORS, scope=SCOPE)
 OPTIMIZERS = Registry("optimizer", parent=mme.OPTIMIZERS, scope=SCOPE)
 OPTIM_WRAPPERS = Registry("optim_wrapper", parent=mme.OPTIM_WRAPPERS, scope=SCOPE)
@@ -195,8 +195,6 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
 PARAM_SCHEDULERS = Registry("parameter scheduler", parent=mme.PARAM_SCHEDULERS, scope=SCOPE)
 EVALUATOR = Registry("evaluator", parent=mme.EVALUATOR, scope=SCOPE)
 DATA_SAMPLERS = Registry("data sampler", parent=mme.DATA_SAMPLERS, scope=SCOPE)
-FUNCTIONS = Registry("function", parent=mme.FUNCTIONS, scope=SCOPE,
-                     locations=["toolbox.datasets._collate"])
 VISUALIZERS = Registry("visualizer", parent=mme.VISUALIZERS, scope=SCOPE)
 VISBACKENDS = Registry("vis_backend", parent=mme.VISBACKENDS, scope=SCOPE)
 MODEL_WRAPPERS = Registry("model_wrapper", parent=mme.MODEL_WRAPPERS, scope=SCOPE)
@@ -204,9 +202,35 @@ WEIGHT_INITIALIZERS = Registry("weight initializer", parent=mme.WEIGHT_INITIALIZ
 TASK_UTILS = Registry("task util", parent=mme.TASK_UTILS, scope=SCOPE)
 
 
+_applied_lock = threading.RLock()
+#: the plugin table the registries hold now (None: none yet)
+_applied: dict | None = None
+
+
+def load_plugins() -> None:
+    """Fill the hook-point registries from the plugins' table, when the plugin
+    manager has loaded a table these registries do not hold yet (the first
+    lookup, or the first one after :func:`toolbox.plugins.reset`)."""
+    global _applied
+    table = plugins.ensure_loaded()
+    with _applied_lock:
+        if table is _applied:
+            return
+        clear_plugin_components()
+        conflicts = plugins.loaded_manager().conflicts
+        for point, regs in table.items():
+            reg = REGISTRIES[point]
+            for r in regs.values():
+                reg.add_component(r.name, r.component, r.provider)
+            for name, clash in conflicts.get(point, {}).items():
+                reg.add_conflict(name, clash.message())
+        _applied = table
+
+
 def clear_plugin_components() -> None:
-    """Remove what the plugins registered (used by :func:`toolbox.plugins.reset`);
-    components registered directly with ``register_module`` stay."""
+    """Remove what the plugins registered (the registries do it themselves
+    after :func:`toolbox.plugins.reset`); components registered directly with
+    ``register_module`` stay."""
     for reg in REGISTRIES.values():
         for name in reg.providers:  # what plugins added; direct register_module() stays
             reg._module_dict.pop(name, None)

@@ -33,7 +33,7 @@ def main(argv=None) -> list[str]:
     from toolbox.engine.errors_report import load_config
     from mmengine.registry import init_default_scope
 
-    from toolbox.apis.drawing import draw_instances, save_image
+    from toolbox.utils.drawing import draw_instances, save_image
     from toolbox.registry import DATASETS
     args = parse_args(argv)
     if not osp.isfile(args.config):

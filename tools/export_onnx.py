@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
         h, w = args.shape if args.static else (args.shape[0] // 2, args.shape[1])  # another size
         image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     divisor = int(getattr(model, "size_divisor", 32) or 32)
-    images, meta = preprocess(image, inferencer.array_pipeline, divisor)
+    images, meta = preprocess(image, inferencer.array_pipeline, divisor, model.data_preprocessor)
     if args.static and images.shape[2:] != tuple(args.shape):
         raise SystemExit(f"error: --static model takes {tuple(args.shape)} inputs but the "
                          f"pipeline gives {images.shape[2:]}; drop --static or change --shape")

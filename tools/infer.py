@@ -7,7 +7,8 @@ detections (boxes in original pixels, class names, scores).
 import argparse
 
 from toolbox.engine.errors_report import run_main
-from toolbox.engine.launch import add_infer_args, infer
+from toolbox.apis.image_inference import run_inference as infer
+from toolbox.engine.launch import add_infer_args
 
 
 def main(argv=None):

@@ -13,6 +13,9 @@ _base_ = [
 ]
 model = dict(
     type="DETR",
+    # uint8 images in; normalised (ImageNet RGB mean/std) and padded on the device
+    data_preprocessor=dict(type="DetDataPreprocessor", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
+                           pad_size_divisor=32),
     backbone=dict(type="ResNet", depth=50, out_indices=(3,), norm="FrozenBN", frozen_stages=1),
     bbox_head=dict(
         type="DETRHead",
@@ -21,14 +24,9 @@ model = dict(
         num_queries=100,
         transformer=dict(nhead=8, num_encoder_layers=6, num_decoder_layers=6,
                          dim_feedforward=2048, dropout=0.1),
-        positional_encoding=dict(type="sine", normalize=True),
-        matcher=dict(cost_class=1.0, cost_bbox=5.0, cost_giou=2.0),
-        loss_cls=dict(type="CrossEntropyLoss", loss_weight=1.0),
-        loss_bbox=dict(type="L1Loss", loss_weight=5.0),
-        loss_iou=dict(type="GIoULoss", loss_weight=2.0),
-        eos_coef=0.1,
-        aux_loss=True,
-        test_cfg=dict(max_per_img=100),
+        # everything else: DETR's values, DETRHead's defaults (sine positional encoding,
+        # matcher costs 1 / 5 / 2, CE 1 + L1 5 + GIoU 2, eos_coef 0.1, aux losses,
+        # 100 detections per image; docs/heads.md)
     ),
 )
 max_epochs = 500

@@ -21,15 +21,11 @@ train_pipeline = [
     dict(type="Resize", scale=(image_size, image_size), keep_ratio=True),
     dict(type="RandomFlip", prob=0.5),
     dict(type="ColorJitter", brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, prob=0.5),
-    dict(type="Normalize"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 test_pipeline = [
     dict(type="LoadImage"),
     dict(type="Resize", scale=(image_size, image_size), keep_ratio=True),
-    dict(type="Normalize"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 train_dataloader = dict(batch_size=8, dataset=dict(pipeline=train_pipeline))

@@ -10,30 +10,23 @@ _base_ = [
 ]
 model = dict(
     type="TwoStageDetector",
+    # uint8 images in; normalised (ImageNet RGB mean/std) and padded on the device
+    data_preprocessor=dict(type="DetDataPreprocessor", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
+                           pad_size_divisor=32),
     backbone=dict(type="MobileNetV3", arch="small", out_indices=(1, 2, 3)),
     neck=dict(type="FPN", out_channels=64, start_level=0, add_extra_convs="on_input",
               num_outs=5),
     rpn_head=dict(
         type="RPNHead",
         feat_channels=64,
-        anchor_generator=dict(scales=(2.0,), ratios=(0.5, 1.0, 2.0)),
-        assigner=dict(pos_iou_thr=0.7, neg_iou_thr=0.3, min_pos_iou=0.3),
-        sampler=dict(num=256, pos_fraction=0.5),
-        loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0),
-        loss_bbox=dict(type="L1Loss", loss_weight=1.0),
-        test_cfg=dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_size=0),
+        anchor_generator=dict(scales=(2.0,)),  # 16 px at stride 8 for the small images
+        # everything else: Faster R-CNN's values, RPNHead's defaults (docs/heads.md)
     ),
     roi_head=dict(
         type="RoIBoxHead",
         num_classes=6,
-        roi_size=7,
         fc_channels=256,
-        assigner=dict(pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.5),
-        sampler=dict(num=512, pos_fraction=0.25),
-        bbox_coder=dict(target_means=(0.0, 0.0, 0.0, 0.0), target_stds=(0.1, 0.1, 0.2, 0.2)),
-        loss_cls=dict(type="CrossEntropyLoss", loss_weight=1.0),
-        loss_bbox=dict(type="L1Loss", loss_weight=1.0),
-        test_cfg=dict(score_thr=0.05, iou_thr=0.5, max_per_img=100),
+        # everything else: Faster R-CNN's values, RoIBoxHead's defaults (docs/heads.md)
     ),
     train_cfg=dict(rpn_proposal=dict(nms_pre=2000, max_per_img=1000)),
 )

@@ -16,12 +16,11 @@ model = dict(
         type="GARPNHead",
         feat_channels=64,
         sigma=2.0,
-        approx_anchor_generator=dict(octave_base_scale=2, scales_per_octave=3,
-                                     ratios=(0.5, 1.0, 2.0)),
-        # everything else: the paper's values, GARPNHead's defaults
-        test_cfg=dict(nms_pre=1000, iou_thr=0.7, max_per_img=300, min_bbox_size=0),
+        approx_anchor_generator=dict(octave_base_scale=2),
+        # everything else: the paper's values, GARPNHead's defaults (docs/heads.md)
+        test_cfg=dict(max_per_img=300),
     ),
     roi_head=dict(assigner=dict(pos_iou_thr=0.6, neg_iou_thr=0.6, min_pos_iou=0.6),
-                  sampler=dict(num=256, pos_fraction=0.25)),
+                  sampler=dict(num=256)),
     train_cfg=dict(rpn_proposal=dict(nms_pre=2000, max_per_img=300)),
 )

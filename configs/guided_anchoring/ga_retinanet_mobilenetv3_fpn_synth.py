@@ -18,17 +18,8 @@ model = dict(
         # (keeps the adaption's ReLU alive under AdamW, see docs/guided_anchoring.md)
         norm_cfg=dict(type="GN", num_groups=16),
         sigma=2.0,
-        approx_anchor_generator=dict(octave_base_scale=2, scales_per_octave=3,
-                                     ratios=(0.5, 1.0, 2.0)),
-        center_ratio=0.2,
-        ignore_ratio=0.5,
-        shape_assigner=dict(pos_iou_thr=0.5, min_pos_iou=0.4),
-        loc_filter_thr=0.01,
-        assigner=dict(pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.0, ignore_iof_thr=0.5),
-        loss_loc=dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0),
-        loss_shape=dict(type="BoundedIoULoss", beta=0.2, loss_weight=1.0),
-        loss_cls=dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0),
+        approx_anchor_generator=dict(octave_base_scale=2),
         loss_bbox=dict(type="GIoULoss", loss_weight=2.0),
-        test_cfg=dict(nms_pre=1000, score_thr=0.05, iou_thr=0.5, max_per_img=100),
+        # everything else: the paper's values, GARetinaHead's defaults (docs/heads.md)
     ),
 )

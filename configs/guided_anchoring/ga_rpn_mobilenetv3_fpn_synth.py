@@ -11,10 +11,8 @@ model = dict(
         type="GARPNHead",
         feat_channels=64,
         sigma=2.0,
-        approx_anchor_generator=dict(octave_base_scale=2, scales_per_octave=3,
-                                     ratios=(0.5, 1.0, 2.0)),
-        # everything else: the paper's values, GARPNHead's defaults
-        test_cfg=dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_size=0),
+        approx_anchor_generator=dict(octave_base_scale=2),
+        # everything else: the paper's values, GARPNHead's defaults (docs/heads.md)
     ),
 )
 val_evaluator = dict(_delete_=True, type="ProposalRecallMetric", proposal_nums=(100, 300, 1000))

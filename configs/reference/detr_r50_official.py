@@ -30,6 +30,8 @@ _base_ = ["../_base_/datasets/coco_reference.py"]
 model = dict(
     type="DETR",
     pad_size_divisor=1,
+    # the pipeline normalises: pad only, to the largest image of the batch
+    data_preprocessor=dict(type="DetDataPreprocessor", mean=None, std=None, pad_size_divisor=1),
     backbone=dict(type="ResNet", depth=50, out_indices=(3,), norm="FrozenBN", frozen_stages=1),
     bbox_head=dict(
         type="DETRHead",
@@ -57,6 +59,5 @@ test_pipeline = [
 ]
 test_dataloader = dict(
     batch_size=2,
-    collate_fn=dict(type="toolbox.det_collate", size_divisor=1),
     dataset=dict(label_cat_ids=list(range(91)), pipeline=test_pipeline))
 val_dataloader = test_dataloader

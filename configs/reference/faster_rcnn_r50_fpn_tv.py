@@ -14,6 +14,8 @@ _base_ = ["../_base_/datasets/coco_reference.py"]
 
 model = dict(
     type="TwoStageDetector",
+    # the pipeline normalises (before resizing, as torchvision): pad only
+    data_preprocessor=dict(type="DetDataPreprocessor", mean=None, std=None, pad_size_divisor=32),
     backbone=dict(type="ResNet", depth=50, out_indices=(0, 1, 2, 3), norm="FrozenBN",
                   norm_eps=0.0, frozen_stages=1),  # torchvision's trainable_backbone_layers=3
     neck=dict(type="FPN", out_channels=256, num_outs=5, add_extra_convs=False),

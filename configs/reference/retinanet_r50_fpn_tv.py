@@ -16,6 +16,8 @@ anchor_sizes = tuple((x, int(x * 2 ** (1 / 3)), int(x * 2 ** (2 / 3)))
                      for x in (32, 64, 128, 256, 512))  # ((32, 40, 50), (64, 80, 101), ...)
 model = dict(
     type="SingleStageDetector",
+    # the pipeline normalises (before resizing, as torchvision): pad only
+    data_preprocessor=dict(type="DetDataPreprocessor", mean=None, std=None, pad_size_divisor=32),
     backbone=dict(type="ResNet", depth=50, out_indices=(1, 2, 3), frozen_stages=1,
                   norm="FrozenBN", norm_eps=0.0),
     neck=dict(type="FPN", out_channels=256, num_outs=5, add_extra_convs="on_output",
@@ -24,7 +26,8 @@ model = dict(
         type="RetinaHead", num_classes=91, feat_channels=256, stacked_convs=4,
         anchor_generator=dict(sizes=anchor_sizes, ratios=(0.5, 1.0, 2.0),
                               round_base_anchors=True, stride_from_input=True),
-        assigner=dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.0, low_quality_gt="best"),
+        assigner=dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.0, low_quality_gt="best",
+                      ignore_iof_thr=-1.0),  # torchvision ignores no regions
         bbox_coder=dict(dw_clamp="max"),
         loss_cls=dict(type="FocalLoss", gamma=2.0, alpha=0.25),
         loss_bbox=dict(type="L1Loss"),

@@ -19,19 +19,15 @@ _base_ = [
 image_size = 320
 model = dict(
     type="SingleStageDetector",
+    # uint8 images in; normalised (ImageNet RGB mean/std) and padded on the device
+    data_preprocessor=dict(type="DetDataPreprocessor", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
+                           pad_size_divisor=64),
     backbone=dict(type="VGG", depth=16, out_indices=(0, 1, 2, 3), l2_norm_scales=(10.0, 8.0)),
     bbox_head=dict(
         type="RefineDetHead",
         num_classes=6,
         strides=(8, 16, 32, 64),
-        feat_channels=256,
-        use_arm=True,
-        neg_anchor_thr=0.99,
-        neg_pos_ratio=3.0,
-        anchor_generator=dict(ratios=(0.5, 1.0, 2.0), scales=(4.0,), center_offset=0.5),
-        bbox_coder=dict(target_means=(0.0, 0.0, 0.0, 0.0), target_stds=(0.1, 0.1, 0.2, 0.2)),
-        loss_bbox=dict(type="SmoothL1Loss", beta=1.0, loss_weight=1.0),
-        test_cfg=dict(nms_pre=1000, score_thr=0.01, iou_thr=0.45, max_per_img=100),
+        # everything else: the paper's values, RefineDetHead's defaults (docs/heads.md)
     ),
 )
 _resize = dict(type="Resize", scale=(image_size, image_size), keep_ratio=True)
@@ -41,12 +37,9 @@ train_dataloader = dict(dataset=dict(
         dict(type="LoadImage"), _resize,
         dict(type="RandomFlip", prob=0.5),
         dict(type="ColorJitter", brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, prob=0.5),
-        dict(type="Normalize"),
-        dict(type="Pad", size_divisor=64),
         dict(type="PackDetInputs"),
     ]))
 val_dataloader = dict(dataset=dict(
     image_size=image_size,
-    pipeline=[dict(type="LoadImage"), _resize, dict(type="Normalize"),
-              dict(type="Pad", size_divisor=64), dict(type="PackDetInputs")]))
+    pipeline=[dict(type="LoadImage"), _resize, dict(type="PackDetInputs")]))
 test_dataloader = val_dataloader

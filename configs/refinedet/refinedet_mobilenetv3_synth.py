@@ -11,18 +11,15 @@ _base_ = [
 ]
 model = dict(
     type="SingleStageDetector",
+    # uint8 images in; normalised (ImageNet RGB mean/std) and padded on the device
+    data_preprocessor=dict(type="DetDataPreprocessor", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375),
+                           pad_size_divisor=32),
     backbone=dict(type="MobileNetV3", arch="small", out_indices=(0, 1, 2, 3)),
     bbox_head=dict(
         type="RefineDetHead",
         num_classes=6,
         feat_channels=64,
-        use_arm=True,
-        neg_anchor_thr=0.99,
-        neg_pos_ratio=3.0,
         norm_cfg=dict(type="GN", num_groups=16),
-        anchor_generator=dict(ratios=(0.5, 1.0, 2.0), scales=(4.0,), center_offset=0.5),
-        bbox_coder=dict(target_means=(0.0, 0.0, 0.0, 0.0), target_stds=(0.1, 0.1, 0.2, 0.2)),
-        loss_bbox=dict(type="SmoothL1Loss", beta=1.0, loss_weight=1.0),
-        test_cfg=dict(nms_pre=1000, score_thr=0.01, iou_thr=0.45, max_per_img=100),
+        # everything else: the paper's values, RefineDetHead's defaults (docs/heads.md)
     ),
 )

@@ -8,6 +8,8 @@ _base_ = [
 ]
 img_size = 128
 model = dict(
+    # uint8 RGB images in; normalised (ImageNet mean/std) on the device
+    data_preprocessor=dict(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
     backbone=dict(in_channels=3, img_size=img_size, spatial_dims=2, hidden_size=192,
                   num_layers=6, num_heads=6, mlp_dim=768, out_indices=(1, 2, 4, 5)),
     decode_head=dict(num_classes=7),

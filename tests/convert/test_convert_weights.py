@@ -12,7 +12,7 @@ import torchvision
 from mmengine.config import Config
 
 from toolbox.convert import ConversionError, convert_checkpoint, detect_layout, read_state_dict
-from toolbox.engine.checkpoint import load_checkpoint
+from toolbox.checkpoint_io import load_checkpoint
 from toolbox.registry import MODELS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,7 +49,7 @@ def test_backbone_layout_fills_the_backbone_through_its_own_mapping(tmp_path):
 
 
 def test_monai_unetr_is_detected_and_converted(tmp_path):
-    nets = pytest.importorskip("monai.networks.nets")
+    import monai.networks.nets as nets  # a declared test dependency (the reference)
     torch.manual_seed(0)
     reference = nets.UNETR(in_channels=1, out_channels=5, img_size=32, feature_size=16,
                            hidden_size=96, mlp_dim=384, num_heads=4, proj_type="conv",

@@ -47,7 +47,8 @@ def test_labels_ignore_flags_and_clipping(coco_root):
 
     out = ds[0]
     s = out["data_samples"]
-    assert out["inputs"].shape == (3, 100, 200) and out["inputs"].dtype == torch.float32
+    # packed as loaded (uint8); the model's data preprocessor casts and normalises
+    assert out["inputs"].shape == (3, 100, 200) and out["inputs"].dtype == torch.uint8
     assert s.img_id == 7 and s.ori_shape == (100, 200) and s.img_shape == (100, 200)
     assert s.img_path == os.path.join(str(coco_root), "images", "a.jpg")
     # [x, y, w, h] -> x1 y1 x2 y2; the bird box [180, 90, 40, 30] is clipped

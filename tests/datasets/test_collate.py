@@ -1,11 +1,12 @@
-"""det_collate: padding to the batch's size, batch_input_shape, registry lookup."""
+"""det_collate: lists the images and samples; registry lookup; a DataLoader of it."""
+import pytest
 import torch
 from mmengine.registry import FUNCTIONS as MME_FUNCTIONS
 from mmengine.structures import InstanceData
 from torch.utils.data import DataLoader
 
-from toolbox.datasets._collate import det_collate
-from toolbox.registry import DATASETS, FUNCTIONS
+from toolbox.datasets.collate import det_collate, seg_collate
+from toolbox.registry import DATASETS, FUNCTIONS, MODELS
 from toolbox.structures import DetDataSample
 
 
@@ -17,28 +18,30 @@ def item(h, w, fill, n_masks=1):
     return dict(inputs=torch.full((3, h, w), float(fill)), data_samples=s)
 
 
-def test_pads_to_batch_max_rounded_to_divisor():
+def test_lists_images_and_samples():
+    """Nothing is padded or stacked here (the data preprocessor does it, on
+    the device; see tests/models/test_data_preprocessor.py)."""
     batch = [item(50, 70, 1), item(64, 64, 2), item(33, 100, 3, n_masks=0)]
-    out = det_collate(batch, size_divisor=32, pad_value=-1)
-    x = out["inputs"]
-    assert x.shape == (3, 3, 64, 128)  # max h 64, max w 100 -> 128
-    assert (x[0, :, :50, :70] == 1).all() and (x[0, :, 50:] == -1).all()
-    assert (x[0, :, :, 70:] == -1).all() and (x[2, :, :33, :100] == 3).all()
+    batch[0]["inputs"] = batch[0]["inputs"].to(torch.uint8)
+    out = det_collate(batch)
+    assert isinstance(out["inputs"], list) and len(out["inputs"]) == 3
+    assert out["inputs"][0].dtype == torch.uint8 and out["inputs"][0].shape == (3, 50, 70)
+    assert out["inputs"][2] is batch[2]["inputs"]
     samples = out["data_samples"]
-    assert isinstance(samples, list) and len(samples) == 3
-    assert all(s.batch_input_shape == (64, 128) for s in samples)
-    assert samples[0].img_shape == (50, 70)
-    m = samples[0].gt_instances.masks
-    assert m.shape == (1, 64, 128) and m.sum() == 50 * 70
-    assert samples[2].gt_instances.masks.shape == (0, 64, 128)
-    assert det_collate([item(64, 64, 0)])["inputs"].shape == (1, 3, 64, 64)
-    assert det_collate([item(65, 64, 0)], size_divisor=1)["inputs"].shape == (1, 3, 65, 64)
+    assert isinstance(samples, list) and [s.img_shape for s in samples] == [
+        (50, 70), (64, 64), (33, 100)]
+    assert samples[0].gt_instances.masks.shape == (1, 50, 70)
+    with pytest.raises(ValueError, match="empty batch"):
+        det_collate([])
+    with pytest.raises(ValueError, match="item 1"):
+        det_collate([item(4, 4, 0), dict(inputs=torch.zeros(4, 4))])
 
 
 def test_registered_for_configs():
     assert FUNCTIONS.get("det_collate") is det_collate
     # what mmengine's runner does with collate_fn=dict(type='toolbox.det_collate')
     assert MME_FUNCTIONS.get("toolbox.det_collate") is det_collate
+    assert MME_FUNCTIONS.get("toolbox.seg_collate") is seg_collate
 
 
 def test_dataloader_with_synthetic_dataset(tiny_synthetic):
@@ -47,12 +50,15 @@ def test_dataloader_with_synthetic_dataset(tiny_synthetic):
         image_size=96, pipeline=[
             dict(type="LoadImage"), dict(type="RandomCrop", area_range=(0.5, 1.0)),
             dict(type="Resize", scale=(100, 80)), dict(type="RandomFlip", prob=0.5),
-            dict(type="ColorJitter"), dict(type="Normalize"), dict(type="Pad", size_divisor=32),
-            dict(type="PackDetInputs")]))
+            dict(type="ColorJitter"), dict(type="PackDetInputs")]))
     loader = DataLoader(ds, batch_size=4, collate_fn=det_collate)
+    preprocess = MODELS.build(dict(type="DetDataPreprocessor", mean=(123.675, 116.28, 103.53),
+                                   std=(58.395, 57.12, 57.375), pad_size_divisor=32))
     batches = list(loader)
     assert len(batches) == 2
     for b in batches:
+        assert all(x.dtype == torch.uint8 for x in b["inputs"])
+        b = preprocess(b)
         x = b["inputs"]
         assert x.dtype == torch.float32 and x.shape[:2] == (4, 3)
         assert x.shape[2] % 32 == 0 and x.shape[3] % 32 == 0

@@ -124,7 +124,8 @@ def test_load_seg_annotation_and_pack(tmp_path):
     packed = TRANSFORMS.build(dict(type="PackSegInputs"))(r)
     sample = packed["data_samples"]
     assert isinstance(sample, SegDataSample)
-    assert packed["inputs"].shape == (3, 2, 3) and packed["inputs"].dtype == torch.float32
+    # uint8 images stay uint8 (the data preprocessor casts them on the device)
+    assert packed["inputs"].shape == (3, 2, 3) and packed["inputs"].dtype == torch.uint8
     assert sample.gt_sem_seg.dtype == torch.long
     torch.testing.assert_close(sample.ori_gt_sem_seg, torch.as_tensor(seg, dtype=torch.long))
     assert sample.metainfo["seg_map_path"].endswith("a.png")
@@ -234,13 +235,20 @@ def test_scale_and_normalize_intensity():
     assert (out["img"][0, 1] == 0).all() and (out["img"][1] == 0).all()  # constant: centred
 
 
+def _seg_preprocessor(divisor):
+    from toolbox.registry import MODELS
+    return MODELS.build(dict(type="SegDataPreprocessor", pad_size_divisor=divisor))
+
+
 def test_pack_volume_and_seg_collate_pads_with_ignore():
     pack = TRANSFORMS.build(dict(type="PackSegInputs"))
     a = pack(volume_results((6, 8, 10)))
     b = pack(volume_results((7, 8, 9), seed=1))
     assert a["inputs"].shape == (2, 6, 8, 10)
     assert a["data_samples"].metainfo["scale_factor"] == (1.0, 1.0, 1.0)
-    batch = FUNCTIONS.get("toolbox.seg_collate")([a, b], size_divisor=4)
+    listed = FUNCTIONS.get("toolbox.seg_collate")([a, b])
+    assert [tuple(x.shape) for x in listed["inputs"]] == [(2, 6, 8, 10), (2, 7, 8, 9)]
+    batch = _seg_preprocessor(4)(listed)  # the padding moved to the data preprocessor
     assert batch["inputs"].shape == (2, 2, 8, 8, 12)
     s0, s1 = batch["data_samples"]
     assert s0.metainfo["batch_input_shape"] == (8, 8, 12)
@@ -255,11 +263,11 @@ def test_pack_volume_and_seg_collate_pads_with_ignore():
 def test_seg_collate_2d_and_bad_input():
     pack = TRANSFORMS.build(dict(type="PackSegInputs"))
     items = [pack(encoded(30, 20)), pack(encoded(17, 33, seed=1))]
-    batch = FUNCTIONS.get("toolbox.seg_collate")(items, size_divisor=16)
+    batch = _seg_preprocessor(16)(FUNCTIONS.get("toolbox.seg_collate")(items))
     assert batch["inputs"].shape == (2, 3, 32, 48)
     assert batch["data_samples"][1].gt_sem_seg.shape == (32, 48)
     with pytest.raises(ValueError, match="size_divisor"):
-        FUNCTIONS.get("toolbox.seg_collate")(items, size_divisor=0)
+        _seg_preprocessor(0)
     mixed = [items[0], pack(volume_results())]
     with pytest.raises(ValueError, match="item 1"):
         FUNCTIONS.get("toolbox.seg_collate")(mixed)

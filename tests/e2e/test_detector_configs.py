@@ -13,7 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from toolbox.datasets._collate import det_collate
+from toolbox.datasets.collate import det_collate
 from toolbox.engine.hooks import hand_class_frequencies
 from toolbox.registry import DATASETS, MODELS
 
@@ -23,15 +23,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = shipped_configs("detection")
 
 
-def tiny_batch(cfg, data_root):
+def tiny_batch(cfg, data_root, model):
     ds_cfg = cfg.train_dataloader.dataset
     ds_cfg.update(num_images=4, image_size=96, data_root=str(data_root), split="train")
     for step in ds_cfg.pipeline:
         if step["type"] == "Resize":
             step["scale"] = (96, 96)
     dataset = DATASETS.build(ds_cfg)
-    divisor = cfg.train_dataloader.collate_fn.get("size_divisor", 32)
-    return dataset, det_collate([dataset[0], dataset[1]], size_divisor=divisor)
+    # what train_step does: the model's data_preprocessor normalises and pads
+    return dataset, model.data_preprocessor(det_collate([dataset[0], dataset[1]]), True)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -39,7 +39,8 @@ def test_config_trains_a_few_iterations(config, tmp_path_factory, one_thread):
     cfg = Config.fromfile(str(config))
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    dataset, batch = tiny_batch(cfg, tmp_path_factory.getbasetemp() / "synthetic" / config.stem)
+    dataset, batch = tiny_batch(cfg, tmp_path_factory.getbasetemp() / "synthetic" / config.stem,
+                                model)
     hand_class_frequencies(model, dataset)  # what ClassFrequencyHook does in a run
     params = [p for p in model.parameters() if p.requires_grad]
     before = [p.detach().clone() for p in params]

@@ -41,7 +41,7 @@ def _run_all(jobs):
 
 
 def _weights(path):
-    from toolbox.engine.checkpoint import load_checkpoint
+    from toolbox.checkpoint_io import load_checkpoint
     return load_checkpoint(path)["state_dict"]
 
 

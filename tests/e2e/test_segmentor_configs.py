@@ -16,7 +16,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from toolbox.datasets._collate import seg_collate
+from toolbox.datasets.collate import seg_collate
 from toolbox.registry import DATASETS, METRICS, MODELS
 from toolbox.structures.seg_data_sample import SegDataSample
 
@@ -45,7 +45,7 @@ def _random_volumes(cfg):
                                              ori_gt_sem_seg=torch.randint(0, k, shape),
                                              metainfo=dict(img_shape=shape, ori_shape=shape)))
              for _ in range(2)]
-    return items, items, dict(size_divisor=16), None, None
+    return items, items, {}, None, None
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -63,7 +63,8 @@ def test_config_trains_and_predicts(config, tmp_path_factory, one_thread):
     else:
         train_items, val_items, collate_args, evaluator, meta = _random_volumes(cfg)
     model = MODELS.build(cfg.model)
-    batch = seg_collate(train_items, **collate_args)
+    # what train_step / test_step do: the model's data_preprocessor pads (and normalises)
+    batch = model.data_preprocessor(seg_collate(train_items, **collate_args), True)
     params = [p for p in model.parameters() if p.requires_grad]
     before = [p.detach().clone() for p in params]
     optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
@@ -78,7 +79,7 @@ def test_config_trains_and_predicts(config, tmp_path_factory, one_thread):
     assert sum(not torch.equal(a, p) for a, p in zip(before, params)) > len(params) // 2
 
     model.eval()
-    val_batch = seg_collate(val_items, **collate_args)
+    val_batch = model.data_preprocessor(seg_collate(val_items, **collate_args), False)
     with torch.no_grad():
         results = model(val_batch["inputs"], val_batch["data_samples"], mode="predict")
     assert len(results) == 2

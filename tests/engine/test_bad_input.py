@@ -225,7 +225,8 @@ def test_a_nan_step_is_skipped_and_logged(runs):
     assert result.returncode == 0, result.out[-3000:]
     assert "non-finite loss at iteration 3 (epoch 1): loss=nan; step skipped" in result.out
     assert "summary: 1 non-finite step(s) were skipped" in result.out
-    from toolbox.engine.checkpoint import load_checkpoint, non_finite_tensors
+    from toolbox.checkpoint_io import load_checkpoint
+    from toolbox.engine.checkpoint import non_finite_tensors
     assert non_finite_tensors(load_checkpoint(tmp_path / "epoch_3.pth")["state_dict"])[0] == 0
 
 
@@ -244,7 +245,8 @@ def test_a_diverging_learning_rate_never_saves_non_finite_weights(runs):
     result, tmp_path = runs["diverge"]
     assert result.returncode == 2, result.out[-3000:]
     assert "consecutive steps had a non-finite" in result.stderr
-    from toolbox.engine.checkpoint import load_checkpoint, non_finite_tensors
+    from toolbox.checkpoint_io import load_checkpoint
+    from toolbox.engine.checkpoint import non_finite_tensors
     for path in tmp_path.glob("*.pth"):
         assert non_finite_tensors(load_checkpoint(path)["state_dict"])[0] == 0, path
 
@@ -263,7 +265,7 @@ def test_a_non_finite_checkpoint_is_refused(tmp_path):
 
 # ----------------------------------------------------------------- checkpoints
 def test_checkpoint_problem_names_each_kind(trained, tmp_path):
-    from toolbox.engine.checkpoint import checkpoint_problem
+    from toolbox.checkpoint_io import checkpoint_problem
     assert checkpoint_problem(trained / "epoch_3.pth") is None
     (tmp_path / "text.pth").write_text("hello")
     assert "no zip directory" in checkpoint_problem(tmp_path / "text.pth")
@@ -303,7 +305,7 @@ def test_resume_skips_a_torn_newest_checkpoint_naming_it(resumed):
     assert f"resume: continuing from {work / 'epoch_2.pth'}" in result.out
     assert "removed 1 temporary file(s)" in result.out and ".epoch_3.pth.abc123.tmp" in result.out
     assert not list(work.glob(".*.tmp"))
-    from toolbox.engine.checkpoint import checkpoint_problem
+    from toolbox.checkpoint_io import checkpoint_problem
     assert checkpoint_problem(work / "epoch_3.pth") is None  # epoch 3 trained again
 
 
@@ -325,7 +327,7 @@ def test_a_changed_learning_rate_on_resume_is_reported_and_applied(resumed):
     assert result.returncode == 0, result.out[-3000:]
     assert "optim_wrapper.optimizer.lr: 0.05 -> 0.01" in result.out
     assert "train_cfg.max_epochs: 3 -> 4" in result.out
-    from toolbox.engine.checkpoint import load_checkpoint
+    from toolbox.checkpoint_io import load_checkpoint
     groups = load_checkpoint(work / "epoch_4.pth")["optimizer"]["param_groups"]
     assert groups[0]["lr"] == pytest.approx(0.001)  # 0.01 after the x0.1 milestone
     refused = _tool("train", CONFIG, "--work-dir", work, "--resume", "--cfg-options",

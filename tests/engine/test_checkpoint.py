@@ -8,6 +8,7 @@ from mmengine.fileio import get_file_backend
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from toolbox import checkpoint_io
 from toolbox.engine import checkpoint as ckpt
 from toolbox.errors import UnsafeCheckpointError
 
@@ -27,11 +28,11 @@ def test_plain_round_trip_restores_history_buffers(tmp_path):
     buf = HistoryBuffer([1.0, 2.0, 4.0], [1, 1, 2], max_length=50)
     state = {"meta": {"epoch": 2}, "state_dict": {"w": torch.ones(2)},
              "message_hub": {"log_scalars": {"train/loss": buf}, "runtime_info": {"iter": 7}}}
-    plain = {k: ckpt.to_plain(v) for k, v in state.items()}
+    plain = {k: checkpoint_io.to_plain(v) for k, v in state.items()}
     path = tmp_path / "c.pth"
     torch.save(plain, path)
     # loadable by torch itself with weights_only=True: nothing beyond the allow-list
-    with torch.serialization.safe_globals(ckpt.SAFE_GLOBALS):
+    with torch.serialization.safe_globals(checkpoint_io.SAFE_GLOBALS):
         torch.load(path, weights_only=True)
     loaded = _load_checkpoint(str(path), map_location="cpu")  # mmengine's entry point
     got = loaded["message_hub"]["log_scalars"]["train/loss"]
@@ -56,7 +57,7 @@ def test_unsafe_pickle_is_refused_and_not_executed(tmp_path):
 
 def test_missing_checkpoint_names_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        ckpt.load_checkpoint(tmp_path / "nope.pth")
+        checkpoint_io.load_checkpoint(tmp_path / "nope.pth")
 
 
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):

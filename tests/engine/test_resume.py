@@ -19,7 +19,7 @@ def _train(work_dir, *extra, config=CONFIG):
 
 
 def _weights(path):
-    from toolbox.engine.checkpoint import load_checkpoint
+    from toolbox.checkpoint_io import load_checkpoint
     return load_checkpoint(path)["state_dict"]
 
 

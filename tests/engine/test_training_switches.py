@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from toolbox.engine.checkpoint import load_checkpoint
+from toolbox.checkpoint_io import load_checkpoint
 from toolbox.engine.runner import build_runner
 from toolbox.engine.switches import configure_switches
 from toolbox.errors import ConfigArgumentError

@@ -9,7 +9,7 @@ from mmengine.structures import InstanceData
 
 from toolbox.errors import ConfigArgumentError
 from toolbox.evaluation import voc_metric as voc_module
-from toolbox.evaluation._ap import voc_average_precision
+from toolbox.evaluation.average_precision import voc_average_precision
 from toolbox.evaluation.voc_metric import VOCMetric
 from toolbox.registry import METRICS
 from toolbox.structures import DetDataSample

@@ -25,7 +25,7 @@ from toolbox.convert import convert_checkpoint
 from toolbox.convert.base import ConversionError
 from toolbox.convert.detr import LAYOUTS, convert_hf, convert_official
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402,F401 - a declared test dependency (the reference)
 from transformers import DetrConfig, DetrForObjectDetection  # noqa: E402
 from transformers.loss.loss_for_object_detection import ForObjectDetectionLoss  # noqa: E402
 from transformers.models.detr.image_processing_detr import DetrImageProcessor  # noqa: E402
@@ -231,7 +231,7 @@ def test_official_and_hf_layouts_convert_to_the_same_weights(hf_model):
 def training_batch(infer):
     """Both images through the test pipeline with ground-truth boxes
     (COCO-id labels), collated as the config's dataloader does."""
-    from toolbox.datasets._collate import det_collate
+    from toolbox.datasets.collate import det_collate
     from toolbox.datasets.transforms.base import init_geometry
     items = []
     gts = [([[10, 20, 90, 120], [100, 30, 190, 140], [50, 60, 70, 80]], [1, 18, 90]),
@@ -251,10 +251,11 @@ def test_test_step_on_the_configs_batches_equals_hf(hf_model, tmp_path):
                                                   tmp_path / "detr.pth"))
     batch = training_batch(infer)
     shapes = [s.metainfo["img_shape"] for s in batch["data_samples"]]
-    assert tuple(batch["inputs"].shape[-2:]) == tuple(max(s[i] for s in shapes) for i in (0, 1))
+    padded = infer.model.data_preprocessor(batch, False)["inputs"]  # as test_step pads
+    assert tuple(padded.shape[-2:]) == tuple(max(s[i] for s in shapes) for i in (0, 1))
     with torch.no_grad():
         results = infer.model.test_step(batch)
-    assert_same_detections(results, run_hf(hf_model, results, batch["inputs"]))
+    assert_same_detections(results, run_hf(hf_model, results, padded))
 
 
 def test_training_losses_equal_hf(hf_model, tmp_path):
@@ -359,7 +360,8 @@ def test_tools_test_writes_hf_detections_as_coco_ids(hf_model, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     dets = json.loads(Path(f"{prefix}.bbox.json").read_text())
 
-    batch = training_batch(Inferencer(small_config(), None))  # the same pixels, both images
+    infer = Inferencer(small_config(), None)  # the same pixels, both images, padded as
+    batch = infer.model.data_preprocessor(training_batch(infer), False)  # test_step pads
     for image_id, ref in enumerate(run_hf(hf_model, batch["data_samples"], batch["inputs"]), 1):
         mine = sorted((d for d in dets if d["image_id"] == image_id), key=lambda d: -d["score"])
         order = torch.sort(ref["scores"], descending=True, stable=True).indices

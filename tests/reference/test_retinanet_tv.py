@@ -162,7 +162,7 @@ def test_detections_equal_torchvision(pair, which):
 def _toolbox_batch(cfg: Config, model) -> dict:
     """The two images and targets through the config's pipeline (without LoadImage: arrays),
     ``det_collate`` and the model's ``data_preprocessor``, as a training step sees them."""
-    from toolbox.datasets._collate import det_collate
+    from toolbox.datasets.collate import det_collate
     from toolbox.datasets.transforms.base import Compose, init_geometry
     pipeline = Compose([dict(s) for s in cfg.test_dataloader.dataset.pipeline
                         if s["type"] != "LoadImage"])

@@ -37,7 +37,8 @@ class WrongDeclaration(nn.Module):
 
 
 def test_backbone_whose_declaration_lies_is_caught():
-    with pytest.raises(ContractError, match=r"output 1 .* out_channels\[1\]=99"):
+    with pytest.raises(ContractError, match=r"output 1 .* output_shape\(\)\[1\] = "
+                                            r"FeatureSpec\(channels=99, stride=8\)"):
         testing.check_backbone(WrongDeclaration())
 
 
@@ -76,8 +77,8 @@ def test_loss_that_ignores_weight_or_avg_factor_is_caught():
 
 
 class UnclippedHead(RetinaHead):
-    def predict(self, feats, data_samples=None, rescale=True):
-        results = super().predict(feats, data_samples, rescale=rescale)
+    def predict(self, feats, data_samples=None):
+        results = super().predict(feats, data_samples)
         out = []
         for r in results:
             out.append(InstanceData(bboxes=torch.tensor([[-20.0, 0, 10, 10]]),

@@ -20,15 +20,11 @@ train_pipeline = [
     dict(type="LoadImage"),
     dict(type="Resize", scale=(64, 64), keep_ratio=True),
     dict(type="RandomFlip", prob=0.5),
-    dict(type="Normalize"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 test_pipeline = [
     dict(type="LoadImage"),
     dict(type="Resize", scale=(64, 64), keep_ratio=True),
-    dict(type="Normalize"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 train_dataloader = dict(

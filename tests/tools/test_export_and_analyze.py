@@ -32,7 +32,8 @@ def test_export_onnx_matches_pytorch(trained, tool, tmp_path, capsys):
     image = cv2.resize(image, (64, 24))  # 24x64, padded to 32x64: not the traced 64x64
     inferencer = Inferencer(str(config), str(checkpoint), score_thr=0.0)
     expected = inferencer(image).pred_instances
-    inputs, meta = preprocess(image, inferencer.array_pipeline, 32)
+    inputs, meta = preprocess(image, inferencer.array_pipeline, 32,
+                              inferencer.model.data_preprocessor)
     assert inputs.shape[2:] == (32, 64)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = postprocess_outputs(session.run(None, {"images": inputs}),

@@ -49,7 +49,7 @@ def collect_images(source: str) -> list[str]:
 
 def detections_record(path: str, sample, classes) -> dict:
     """The JSON record of one image's ``pred_instances``."""
-    from toolbox.apis.drawing import class_name
+    from toolbox.utils.drawing import class_name
     pred = sample.pred_instances
     h, w = (int(v) for v in sample.metainfo["ori_shape"][:2])
     dets = [dict(bbox=[round(float(v), 2) for v in box], label=int(label),
@@ -70,8 +70,9 @@ def _unique_name(path: str, used: set) -> str:
 
 def run_inference(args) -> dict:
     """Predict, draw and write every image of ``args.input`` (see module doc)."""
-    from toolbox.apis.drawing import save_image
-    from toolbox.apis.inferencer import Inferencer, read_image
+    from toolbox.apis.inferencer import Inferencer
+    from toolbox.utils.drawing import save_image
+    from toolbox.utils.image_io import read_image
 
     for what, path in (("config", args.config), ("checkpoint", args.checkpoint)):
         if not osp.isfile(path):

@@ -21,26 +21,15 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from toolbox.apis.drawing import draw_sample
 from toolbox.convert.base import state_dict_mismatch
 from toolbox.errors import DataError, ToolboxError
+from toolbox.utils.drawing import draw_sample
+from toolbox.utils.image_io import read_image  # noqa: F401 - moved there; still importable here
 
 
 class CheckpointMismatchError(ToolboxError, ValueError):
     """A checkpoint's weights do not fit the model its config builds."""
 
-
-def read_image(path: str) -> np.ndarray:
-    """An image file as RGB uint8, with errors naming the path."""
-    import cv2
-    if not os.path.isfile(path):
-        raise DataError(f"image file not found: {path}")
-    data = np.fromfile(path, np.uint8)
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imdecode(data, flags) if data.size else None
-    if img is None:
-        raise DataError(f"cannot decode image file {path} ({data.size} bytes): not an image?")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def _test_pipeline(cfg: Config) -> list:
@@ -69,7 +58,7 @@ def load_weights(model: torch.nn.Module, checkpoint: str, config_name: str = "th
     Raises :class:`CheckpointMismatchError` naming the file when keys or
     shapes do not match the model ``config_name`` builds.
     """
-    from toolbox.engine.checkpoint import load_checkpoint
+    from toolbox.checkpoint_io import load_checkpoint
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint file not found: {checkpoint}")
     try:
@@ -145,7 +134,8 @@ class Inferencer:
         self.classes = tuple(classes) if classes else _dataset_classes(cfg)
         steps = _test_pipeline(cfg)
         self.array_pipeline = Compose([t for t in steps if t.get("type") != "LoadImage"])
-        # batch as the config's test loader does (e.g. DETR pads to the largest image only)
+        # list the images as the config's test loader does; the model's
+        # data_preprocessor (in test_step) normalises and pads them on its device
         collate = dict((cfg.get("test_dataloader") or {}).get("collate_fn") or {})
         self.collate_args = {k: v for k, v in collate.items() if k != "type"}
         self.pipeline = Compose(steps)
@@ -173,7 +163,7 @@ class Inferencer:
         """Predict one image (path or RGB array) or a list of them; returns a
         ``DetDataSample`` (or a list) with ``pred_instances`` in original
         image coordinates, filtered by ``score_thr``."""
-        from toolbox.datasets._collate import det_collate
+        from toolbox.datasets.collate import det_collate
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         results = []
@@ -192,7 +182,7 @@ class Inferencer:
         """Draw ``result`` (boxes with class names and scores; a coloured mask
         overlay for a ``pred_sem_seg``) on ``image`` (path or RGB array);
         returns the RGB picture and writes it to ``out_file`` if given."""
-        from toolbox.apis.drawing import save_image
+        from toolbox.utils.drawing import save_image
         if isinstance(image, (str, Path)):
             image = read_image(str(image))
         thr = self.score_thr if score_thr is None else score_thr

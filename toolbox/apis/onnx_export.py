@@ -1,9 +1,10 @@
 """Export a detector's raw outputs to ONNX and run its post-processing on them.
 
 The ONNX graph is ``backbone -> neck -> head`` (``mode='tensor'``): input
-``images`` float32 ``[B, 3, H, W]``, normalised as the config's ``Normalize``
-says and zero-padded bottom/right to a multiple of the model's
-``size_divisor`` (32 for the quickstart; H and W are dynamic). Outputs, one
+``images`` float32 ``[B, 3, H, W]``, normalised as the model's
+``data_preprocessor`` (or the pipeline's ``Normalize``) says and zero-padded
+bottom/right to a multiple of the model's ``size_divisor`` (32 for the
+quickstart; H and W are dynamic). Outputs, one
 per pyramid level ``i``: ``cls_score_i`` ``[B, A * C, H_i, W_i]`` (logits) then
 ``bbox_pred_i`` ``[B, A * 4, H_i, W_i]`` (box deltas against the anchors).
 
@@ -17,7 +18,9 @@ the PyTorch model uses, ``RetinaHead.predict_by_feat``):
    clipped to the resized image);
 3. class-wise NMS at ``test_cfg.iou_thr`` (torchvision ``batched_nms``), keep
    ``test_cfg.max_per_img``;
-4. divide by ``scale_factor`` to return to original image pixels.
+4. map back to original image pixels with
+   :func:`toolbox.structures.boxes_to_original` (the detectors' one rule:
+   flip undone, ``crop_offset`` added, divided by ``scale_factor``, clipped).
 
 So a user with onnxruntime only needs :func:`preprocess` -> ``session.run``
 -> :func:`postprocess_outputs`; see ``tools/export_onnx.py``.
@@ -30,6 +33,8 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
+
+from toolbox.structures.box_mapping import boxes_to_original
 
 
 class TensorOutputs(nn.Module):
@@ -96,12 +101,19 @@ def export_onnx(model: nn.Module, path: str, shape: Sequence[int] = (256, 256),
     return names
 
 
-def preprocess(image: np.ndarray, pipeline, size_divisor: int = 32) -> tuple[np.ndarray, dict]:
-    """An RGB image through a test pipeline (without ``LoadImage``):
+def preprocess(image: np.ndarray, pipeline, size_divisor: int = 32,
+               data_preprocessor: nn.Module | None = None) -> tuple[np.ndarray, dict]:
+    """An RGB image through a test pipeline (without ``LoadImage``) and the
+    model's ``data_preprocessor`` (which normalises the pipeline's uint8
+    image; without one the image is only cast to float):
     ``(images float32[1, 3, H, W] padded to size_divisor, metainfo)``."""
     from toolbox.datasets.transforms.base import init_geometry
     packed = pipeline(init_geometry(dict(img=np.ascontiguousarray(image), img_path=None)))
-    inputs = packed["inputs"].float()
+    inputs = packed["inputs"]
+    if data_preprocessor is not None:
+        with torch.no_grad():
+            inputs = data_preprocessor(dict(inputs=[inputs], data_samples=None))["inputs"][0]
+    inputs = inputs.detach().cpu().float()
     pad_h, pad_w = -inputs.shape[1] % size_divisor, -inputs.shape[2] % size_divisor
     inputs = torch.nn.functional.pad(inputs, (0, pad_w, 0, pad_h))
     return inputs[None].numpy(), dict(packed["data_samples"].metainfo)
@@ -123,4 +135,8 @@ def postprocess_outputs(outputs: Sequence, head: nn.Module, metas: Sequence[dict
     if len(metas) != tensors[0].shape[0]:
         raise ValueError(f"{len(metas)} metainfo dicts for a batch of {tensors[0].shape[0]}")
     with torch.no_grad():
-        return head.predict_by_feat(tensors[:levels], tensors[levels:], list(metas), rescale)
+        results = head.predict_by_feat(tensors[:levels], tensors[levels:], list(metas))
+    if rescale:
+        for result, meta in zip(results, metas):
+            result.bboxes = boxes_to_original(result.bboxes, meta)
+    return results

@@ -21,7 +21,8 @@ and a predicted box in ``img_shape`` coordinates maps back as::
     unflipped     = flip(pred)                        # x -> img_w - x, swap x1/x2
     pred_original = (unflipped + crop_offset) / scale_factor
 
-:func:`boxes_to_original` implements this. Test pipelines only resize, so
+:func:`toolbox.structures.boxes_to_original` implements this (detectors
+apply it once to their predictions). Test pipelines only resize, so
 there ``pred_original = pred / scale_factor``. Padding (bottom/right only)
 changes nothing. Boxes are continuous x1 y1 x2 y2: pixel ``i`` covers
 ``[i, i + 1)``, so a full-image box is ``(0, 0, w, h)``.
@@ -38,8 +39,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from toolbox.datasets.transforms.base import FLIP_AXES, Compose
+from toolbox.datasets.transforms.base import Compose
 from toolbox.errors import DataError
+from toolbox.structures.box_mapping import boxes_to_original as _boxes_to_original
 
 
 class BadImageError(DataError):
@@ -190,24 +192,13 @@ def decode_coco_segmentation(seg: Any, height: int, width: int) -> np.ndarray:
 
 
 def boxes_to_original(bboxes: torch.Tensor, metainfo: dict, clip: bool = False) -> torch.Tensor:
-    """Map x1 y1 x2 y2 boxes from ``img_shape`` to original image coordinates."""
-    b = bboxes.clone().float() if isinstance(bboxes, torch.Tensor) else torch.as_tensor(
-        bboxes, dtype=torch.float32).clone()
-    h, w = metainfo["img_shape"][:2]
-    fx, fy = FLIP_AXES[metainfo.get("flip_direction")] if metainfo.get("flip") else (False, False)
-    if fx:
-        b[:, [0, 2]] = w - b[:, [2, 0]]
-    if fy:
-        b[:, [1, 3]] = h - b[:, [3, 1]]
-    sx, sy = metainfo.get("scale_factor", (1.0, 1.0))
-    ox, oy = metainfo.get("crop_offset", (0.0, 0.0))
-    b[:, 0::2] = (b[:, 0::2] + ox) / sx
-    b[:, 1::2] = (b[:, 1::2] + oy) / sy
-    if clip:
-        oh, ow = metainfo["ori_shape"][:2]
-        b[:, 0::2] = b[:, 0::2].clamp(0, ow)
-        b[:, 1::2] = b[:, 1::2].clamp(0, oh)
-    return b
+    """Deprecated: use :func:`toolbox.structures.boxes_to_original` (whose
+    ``clip`` defaults to True). Maps x1 y1 x2 y2 boxes from ``img_shape`` to
+    original image coordinates by the rule above."""
+    warnings.warn("toolbox.datasets.base.boxes_to_original is deprecated; use "
+                  "toolbox.structures.boxes_to_original (clip defaults to True there)",
+                  DeprecationWarning, stacklevel=2)
+    return _boxes_to_original(bboxes, metainfo, clip=clip)
 
 
 # --------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import os
 from typing import Sequence
 
 import numpy as np
-from toolbox.datasets._seg_base import LabelMapDataset
+from toolbox.datasets.label_map_base import LabelMapDataset
 
 from toolbox.datasets.base import join_path, require_dir, require_file
 from toolbox.datasets.transforms.base import Compose

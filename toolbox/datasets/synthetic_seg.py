@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from toolbox.datasets._synthetic_gen import (CLASSES, SPLIT_DEFAULT_SIZES, SyntheticSpec,
-                                             parse_long_tail)
+from toolbox.datasets.synthetic_generation import (CLASSES, SPLIT_DEFAULT_SIZES, SyntheticSpec,
+                                                   parse_long_tail)
 from toolbox.datasets.seg_dataset import SegDataset
 from toolbox.datasets.synthetic import ensure_generated
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from toolbox.datasets import _synthetic_volume_gen as gen
-from toolbox.datasets._cache import cache_root, ensure_split
-from toolbox.datasets._synthetic_volume_gen import CLASSES, SPLIT_DEFAULT_SIZES, VolumeSpec
+from toolbox.datasets import synthetic_volume_generation as gen
+from toolbox.datasets.split_cache import cache_root, ensure_split
+from toolbox.datasets.synthetic_volume_generation import CLASSES, SPLIT_DEFAULT_SIZES, VolumeSpec
 from toolbox.datasets.volume_dataset import VolumeDataset
 
 __all__ = ["SyntheticVolumeDataset"]
@@ -15,7 +15,7 @@ __all__ = ["SyntheticVolumeDataset"]
 def ensure_volumes(spec: VolumeSpec, data_root: str | None = None) -> str:
     """Generate the split unless it is there; return its folder:
     ``<data_root>/<split>``, or ``$TOOLBOX_DATA_DIR/synthetic_volume/<split>-<hash>``
-    (default ``~/.cache/toolbox/...``; see :mod:`toolbox.datasets._cache`)."""
+    (default ``~/.cache/toolbox/...``; see :mod:`toolbox.datasets.split_cache`)."""
     target = (os.path.join(data_root, spec.split) if data_root is not None else
               os.path.join(cache_root("synthetic_volume"), f"{spec.split}-{spec.variant_hash()}"))
     return ensure_split(target, spec, gen.generate, "synthetic volume set")
@@ -24,7 +24,7 @@ def ensure_volumes(spec: VolumeSpec, data_root: str | None = None) -> str:
 class SyntheticVolumeDataset(VolumeDataset):
     """CT-like noisy volumes with liver, spleen, kidneys and liver tumours.
 
-    See :mod:`toolbox.datasets._synthetic_volume_gen` for what the volumes
+    See :mod:`toolbox.datasets.synthetic_volume_generation` for what the volumes
     hold (intensities in HU: pair with ``ScaleIntensity(a_min=-175,
     a_max=250, clip=True)``). Generated offline and deterministically on
     first use, then read from disk as ``.npy`` through :class:`VolumeDataset`.

@@ -1,4 +1,5 @@
-"""Training hooks the toolbox adds to every run."""
+"""Training hooks the toolbox adds to every run (registered through the
+``hooks`` hook point by :mod:`toolbox.builtin`)."""
 from __future__ import annotations
 
 import inspect
@@ -8,13 +9,11 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 
-from toolbox.engine.checkpoint import SafeCheckpointHook
-from toolbox.registry import HOOKS
+from toolbox.engine.checkpoint import SafeCheckpointHook  # noqa: F401 - re-exported
 
-HOOKS.register_module(module=SafeCheckpointHook)
+__all__ = ["ClassFrequencyHook", "MixedPrecisionHook", "ProgressBarHook"]
 
 
-@HOOKS.register_module()
 class ClassFrequencyHook(Hook):
     """Hands the training set's per-class counts to losses that need them.
 
@@ -55,7 +54,6 @@ def hand_class_frequencies(model, dataset) -> int:
     return len(takers)
 
 
-@HOOKS.register_module()
 class MixedPrecisionHook(Hook):
     """Keeps heads' outputs and losses in fp32 under autocast (``amp=True``;
     see :mod:`toolbox.engine.amp`); added by the runner, not by configs."""
@@ -75,7 +73,6 @@ class MixedPrecisionHook(Hook):
                   "loss module(s)", logger="current")
 
 
-@HOOKS.register_module()
 class ProgressBarHook(Hook):
     """tqdm progress bars for training iterations and val/test passes (rank 0).
 

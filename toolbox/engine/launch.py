@@ -105,17 +105,10 @@ def add_infer_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _register_engine_extras() -> None:
-    """Register the hooks that live outside ``toolbox.engine.hooks`` (so a
-    config may name ``DetVisualizationHook`` in ``custom_hooks``)."""
-    import toolbox.engine.visualization_hook  # noqa: F401
-
-
 def train(args: argparse.Namespace):
     """Train (and validate) as the config says; returns the Runner."""
     from toolbox.engine.runner import build_runner
     from toolbox.engine.switches import apply_cli_switches
-    _register_engine_extras()
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = _load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
@@ -130,7 +123,6 @@ def test(args: argparse.Namespace) -> dict:
     """Evaluate ``args.checkpoint`` on the config's test set; returns metrics.
     With ``args.show_dir``, a :class:`DetVisualizationHook` saves pictures."""
     from toolbox.engine.runner import build_runner
-    _register_engine_extras()
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = _load_config(args.config, args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or _default_work_dir(args.config)
@@ -156,11 +148,10 @@ def test(args: argparse.Namespace) -> dict:
 
 
 def infer(args: argparse.Namespace) -> dict:
-    """Run ``args.checkpoint`` on ``args.input``; write pictures and JSON.
-
-    Returns ``dict(results={image: detections}, failed={image: error},
-    ms_per_image=float)``. Exits with a message naming the path when the
-    input holds no image at all or the checkpoint does not fit the config.
-    """
-    from toolbox.apis.image_inference import run_inference
+    """Deprecated: use :func:`toolbox.apis.image_inference.run_inference`
+    (the engine does not import the apis); removed in the next release."""
+    import warnings
+    warnings.warn("toolbox.engine.launch.infer is deprecated; use "
+                  "toolbox.apis.image_inference.run_inference", DeprecationWarning, stacklevel=2)
+    from toolbox.apis.image_inference import run_inference  # the one allowed engine -> apis
     return run_inference(args)

@@ -31,7 +31,6 @@ from mmengine.model import is_model_wrapper
 
 from toolbox.engine.checkpoint import non_finite_tensors
 from toolbox.errors import NonFiniteLossError
-from toolbox.registry import HOOKS
 
 DEFAULT_MAX_CONSECUTIVE = 3
 
@@ -57,7 +56,6 @@ def _format_losses(outputs) -> str:
     return ", ".join(parts) or "(no loss values)"
 
 
-@HOOKS.register_module()
 class NonFiniteGuardHook(Hook):
     """Skip steps with a non-finite loss or gradients; stop after
     ``max_consecutive`` in a row; never save a non-finite checkpoint."""

@@ -2,7 +2,7 @@
 states, the validation a kill interrupted, and the config changes reported.
 
 * :func:`resolve_resume` picks the newest complete checkpoint (see
-  :func:`toolbox.engine.checkpoint.checkpoint_problem`), naming every file it
+  :func:`toolbox.checkpoint_io.checkpoint_problem`), naming every file it
   skips, and says so when the run starts from scratch.
 * :class:`ResumeStateHook` stores Python ``random``, NumPy and torch (CPU and
   CUDA) RNG states in every checkpoint's ``meta`` and restores them on
@@ -38,9 +38,9 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from toolbox.engine.checkpoint import atomic_write_bytes, checkpoint_problem, load_checkpoint
+from toolbox.checkpoint_io import checkpoint_problem, load_checkpoint
+from toolbox.engine.checkpoint import atomic_write_bytes
 from toolbox.errors import CheckpointError, ConfigError
-from toolbox.registry import HOOKS
 
 _RNG_KEY = "toolbox_rng"
 _VALIDATION_FILE = "last_validation"
@@ -214,7 +214,6 @@ class _RestoreAfterReplay:
         return getattr(self._inner, name)
 
 
-@HOOKS.register_module()
 class ResumeStateHook(Hook):
     """RNG states in checkpoints, the interrupted validation re-run, and the
     resumed config's changes applied (see the module docstring)."""

@@ -17,6 +17,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from toolbox import checkpoint_io
 from toolbox.datasets.check import num_classes_settings
 from toolbox.engine import checkpoint as ckpt
 from toolbox.engine.switches import configure_switches
@@ -48,7 +49,10 @@ def _dataset_classes(cfg, path: str) -> tuple[int, str] | None:
         return len(classes), f"{path}.metainfo.classes"
     kind = cfg.get("type")
     if isinstance(kind, str) and kind in DATASETS:
-        classes = (getattr(DATASETS.get(kind), "METAINFO", None) or {}).get("classes")
+        component = DATASETS.get(kind)
+        of_config = getattr(component, "classes_of_config", None)  # classes set by arguments
+        classes = (of_config(cfg) if callable(of_config)
+                   else (getattr(component, "METAINFO", None) or {}).get("classes"))
         if classes:
             return len(classes), f"{kind}.METAINFO['classes'] ({path}.type)"
     if isinstance(cfg.get("dataset"), dict):  # RepeatDataset, ClassBalancedDataset, ...
@@ -132,7 +136,7 @@ def _install_strict_loading(runner: Runner, strict: bool) -> None:
 
     def load_checkpoint(filename, map_location="cpu", strict_=None, revise_keys=None):
         # keys and shapes from a memory-mapped load (no tensor data read)
-        checkpoint = ckpt.load_checkpoint(filename, map_location="cpu", mmap=True)
+        checkpoint = checkpoint_io.load_checkpoint(filename, map_location="cpu", mmap=True)
         state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict):
             raise CheckpointError(f"checkpoint '{filename}' holds no state dict")
@@ -212,11 +216,7 @@ def build_runner(cfg: Config, *, launcher: str = "none", resume: bool | str = Fa
 
     ``data_check``: run the dataset checks first (``tools/train.py`` does,
     unless ``--skip-data-check``)."""
-    import toolbox.engine.hooks  # noqa: F401 - registers the toolbox hooks
-    import toolbox.engine.nonfinite  # noqa: F401 - NonFiniteGuardHook
-    import toolbox.engine.resume  # noqa: F401 - ResumeStateHook
-    import toolbox.engine.visualization_hook  # noqa: F401 - and the picture hook
-    from toolbox.registry import HOOKS
+    from toolbox.registry import HOOKS  # the toolbox's hooks come through the hook point
     HOOKS.register_module(name="CheckpointHook", module=ckpt.RotatingCheckpointHook, force=True)
     ckpt.install()
     strict = _load_from_settings(cfg)

@@ -7,12 +7,9 @@ import os.path as osp
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from toolbox.registry import HOOKS
-
 __all__ = ["DetVisualizationHook"]
 
 
-@HOOKS.register_module()
 class DetVisualizationHook(Hook):
     """Draw each test (and optionally val) image with its ground truth on the
     left and its predictions on the right, through the runner's Visualizer.
@@ -65,8 +62,8 @@ class DetVisualizationHook(Hook):
             self._draw(runner, batch_idx, outputs, folder, "val")
 
     def _draw(self, runner, batch_idx, outputs, folder: str, mode: str) -> None:
-        from toolbox.apis.drawing import draw_sample, save_image
-        from toolbox.apis.inferencer import read_image
+        from toolbox.utils.drawing import draw_sample, save_image
+        from toolbox.utils.image_io import read_image
         if not outputs or batch_idx % self.interval:
             return
         classes = (getattr(runner.visualizer, "dataset_meta", None) or {}).get("classes")

@@ -24,8 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
-from toolbox.evaluation._ap import (class_names, format_table, read_ground_truth,
-                                    read_predictions)
+from toolbox.evaluation.average_precision import (class_names, format_table, read_ground_truth,
+                                                  read_predictions)
 from toolbox.evaluation._coco import (AREAS, coco_detections, coco_from_samples, load_coco,
                                       plain_id, reduce_coco_eval, resolve_backend,
                                       run_coco_eval)

@@ -18,7 +18,7 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from toolbox.evaluation._ap import _as_dict, format_table, read_ground_truth, to_numpy
+from toolbox.evaluation.average_precision import as_dict, format_table, read_ground_truth, to_numpy
 from toolbox.evaluation._coco import (AREAS, coco_detections, coco_from_samples, plain_id,
                                       reduce_coco_eval, resolve_backend, run_coco_eval)
 
@@ -64,14 +64,14 @@ class ProposalRecallMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Keep each image's id, size, proposals and ground truth."""
         for sample in data_samples:
-            sample = _as_dict(sample, "data sample")
+            sample = as_dict(sample, "data sample")
             if "img_id" not in sample:
                 raise KeyError("ProposalRecallMetric: data sample has no 'img_id'; got keys "
                                f"{sorted(sample)}")
             if "pred_instances" not in sample:
                 raise KeyError("ProposalRecallMetric: data sample has no 'pred_instances' "
                                f"(proposal bboxes and scores); got keys {sorted(sample)}")
-            pred = _as_dict(sample["pred_instances"], "pred_instances")
+            pred = as_dict(sample["pred_instances"], "pred_instances")
             for key in ("bboxes", "scores"):
                 if key not in pred:
                     raise KeyError(f"ProposalRecallMetric: pred_instances has no '{key}'; "

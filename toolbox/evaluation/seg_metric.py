@@ -29,7 +29,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from scipy import ndimage
 
-from toolbox.evaluation._ap import class_names, format_table
+from toolbox.evaluation.average_precision import class_names, format_table
 from toolbox.structures.seg_data_sample import IGNORE_INDEX
 
 __all__ = ["SegMetric"]

@@ -17,7 +17,7 @@ Conventions (the choices VOC evaluators differ on, stated once):
   same IoU. ``legacy_coordinates=True`` adds the VOC devkit's +1 to widths
   and heights (what mmdet does for VOC) to reproduce numbers reported that way.
 * **AP** from the precision/recall curve: see
-  :func:`toolbox.evaluation._ap.voc_average_precision`.
+  :func:`toolbox.evaluation.average_precision.voc_average_precision`.
 * **Mean** over the classes that have at least one non-difficult GT among the
   evaluated images; a class without GT has no AP (shown as '-', left out of
   the mean) since its recall is undefined.
@@ -34,9 +34,9 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from torchvision.ops import box_iou
 
-from toolbox.evaluation._ap import (VOC_EVAL_MODES, class_names, format_table,
-                                    read_ground_truth, read_predictions,
-                                    voc_average_precision)
+from toolbox.evaluation.average_precision import (VOC_EVAL_MODES, class_names, format_table,
+                                                  read_ground_truth, read_predictions,
+                                                  voc_average_precision)
 
 __all__ = ["VOCMetric"]
 

@@ -223,6 +223,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolbox.models.losses.reduction import expand_weight, weight_reduce_loss
+
 
 class ${Prefix}Loss(nn.Module):
     """``BCE(sigmoid(pred), smoothed one-hot target)`` per (sample, class).
@@ -254,13 +256,11 @@ class ${Prefix}Loss(nn.Module):
             target = F.one_hot(target.long(), pred.shape[1] + 1)[:, :pred.shape[1]]
         target = target.to(pred.dtype) * (1 - self.smoothing) + self.smoothing / 2
         loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-        if weight is not None:
-            loss = loss * (weight[:, None] if weight.dim() == 1 else weight)
-        if avg_factor is not None:
-            loss = loss.sum() / max(float(avg_factor), 1e-6)
-        else:
-            loss = loss.sum() / max(pred.shape[0], 1)
-        return self.loss_weight * loss
+        weight = expand_weight(weight, loss, "${Prefix}Loss")
+        if avg_factor is None:  # summed over classes, averaged over samples
+            avg_factor = max(pred.shape[0], 1)
+        # the toolbox's shared reduction (toolbox.models.losses.reduction)
+        return self.loss_weight * weight_reduce_loss(loss, weight, "mean", avg_factor)
 '''
 
 DATASET = '''\

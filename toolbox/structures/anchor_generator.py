@@ -52,7 +52,20 @@ class AnchorGenerator:
             ``input_size // featmap_size`` per axis (torchvision's rule, which
             differs from the nominal stride when the input is not a multiple
             of it); ``grid_anchors`` then needs ``input_size``.
+
+    ``ALTERNATIVES`` names, for each way of giving the anchor sizes, the
+    arguments that give them another way: a config merged over a default
+    (see :func:`toolbox.models.heads.parts.with_defaults`) drops the
+    default's alternatives of what it sets.
     """
+
+    ALTERNATIVES = {
+        "sizes": ("scales", "octave_base_scale", "scales_per_octave", "base_sizes"),
+        "scales": ("octave_base_scale", "scales_per_octave", "sizes"),
+        "octave_base_scale": ("scales", "sizes"),
+        "scales_per_octave": ("scales", "sizes"),
+        "base_sizes": ("sizes",),
+    }
 
     def __init__(self, strides: Sequence[int], ratios: Sequence[float] = (0.5, 1.0, 2.0),
                  scales: Sequence[float] | None = None,

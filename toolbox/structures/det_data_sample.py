@@ -7,8 +7,8 @@
   ``batch_input_shape`` (after padding), ``scale_factor`` (w_scale,
   h_scale from original to ``img_shape``), ``crop_offset`` (x, y of the
   crop window in the resized image), ``flip`` and ``flip_direction``.
-  Mapping back: ``original = (unflip(box) + crop_offset) / scale_factor``
-  (``toolbox.datasets.base.boxes_to_original``);
+  Mapping back: ``original = (unflip(box) + crop_offset) / scale_factor``,
+  clipped to ``ori_shape`` (:func:`toolbox.structures.boxes_to_original`);
 * ``gt_instances``: ``InstanceData`` with ``bboxes`` (float Tensor[N, 4],
   x1 y1 x2 y2 in ``img_shape`` coordinates), ``labels`` (long Tensor[N],
   0-based contiguous class indices) and optionally ``masks`` (bool
@@ -19,7 +19,10 @@
   ``labels``, ``ignore`` (bool: crowd / difficult) and ``masks`` when asked
   for; the metrics evaluate against these;
 * ``pred_instances``: ``bboxes``, ``scores``, ``labels`` in *original*
-  image coordinates (the model maps them back with ``scale_factor``).
+  image coordinates: heads predict in ``img_shape`` coordinates and the
+  detector's ``predict(..., rescale=True)`` maps the boxes back once with
+  :func:`toolbox.structures.boxes_to_original` (``rescale=False`` leaves
+  them in ``img_shape`` coordinates).
 """
 from mmengine.structures import BaseDataElement, InstanceData
 

@@ -5,8 +5,10 @@ config would be) or a built module, runs it on tiny inputs, and raises
 :class:`ContractError` naming what is wrong. They return what they built
 or computed, for further checks of your own.
 
-* :func:`check_backbone` / :func:`check_neck`: the declared ``out_channels``
-  / ``out_strides`` equal what ``forward`` returns, for several input sizes;
+* :func:`check_backbone` / :func:`check_neck`: the declared
+  ``output_shape()`` (a ``FeatureSpec`` per map) equals what ``forward``
+  returns, for several input sizes; necks and heads are built as detectors
+  build them, with ``input_shape`` (:mod:`toolbox.models.builder`);
 * :func:`check_loss`: a scalar with gradients; ``weight`` and ``avg_factor``
   are honoured; empty targets give a finite loss;
 * :func:`check_head`: ``loss`` and ``predict`` run on images without objects
@@ -18,7 +20,6 @@ or computed, for further checks of your own.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Sequence
 
@@ -26,6 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from toolbox.errors import ToolboxError
+from toolbox.models.builder import (build_component, build_plain, head_fill, neck_fill,
+                                    output_shape_of, size_divisor_of)
+from toolbox.structures.feature_spec import FeatureSpec, channels_of, specs_from, strides_of
 from toolbox.testing.data import det_batch, det_sample, feature_maps, seg_batch
 
 __all__ = ["ContractError", "check_backbone", "check_neck", "check_loss", "check_head",
@@ -36,26 +40,29 @@ class ContractError(ToolboxError, AssertionError):
     """A component does not meet its hook point's contract."""
 
 
-def _accepts(component, name: str) -> bool:
-    target = component.__init__ if inspect.isclass(component) else component
-    try:
-        params = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+def _build(cfg, registry, where: str, input_shape=None, legacy_fill=None, extra=None):
+    """Build ``cfg`` from ``registry`` (a built module as is) by the
+    detectors' contract (:mod:`toolbox.models.builder`): with
+    ``input_shape`` and ``extra`` unless the config sets ``in_channels``."""
+    if input_shape is None:
+        return build_plain(cfg, registry, where, "check")
+    return build_component(cfg, registry, where, "check", input_shape, "checker",
+                           legacy_fill=legacy_fill or head_fill, extra=extra)
 
 
-def _build(cfg, registry, **fill):
-    """Build ``cfg`` from ``registry`` (or return a built module), filling
-    the ``fill`` arguments the component accepts and the config leaves out."""
-    if isinstance(cfg, nn.Module):
-        return cfg
-    cfg = dict(cfg)
-    component = registry.get(cfg["type"])
-    for key, value in fill.items():
-        if value is not None and key not in cfg and _accepts(component, key):
-            cfg[key] = value
-    return registry.build(cfg)
+def _input_shape(in_channels, strides) -> tuple[FeatureSpec, ...]:
+    strides = tuple(strides)
+    channels = ((in_channels,) * len(strides) if isinstance(in_channels, int)
+                else tuple(in_channels))
+    return specs_from(channels, strides)
+
+
+def _declared(owner: str, module) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    specs = output_shape_of(module)
+    if not specs:
+        raise ContractError(f"{owner}: declare the outputs (output_shape(): one FeatureSpec "
+                            f"per returned map; Backbone / Neck: self.declare_outputs(...))")
+    return channels_of(specs), strides_of(specs)
 
 
 def _name(module) -> str:
@@ -69,37 +76,34 @@ def _check_maps(owner: str, outs, channels, strides, size) -> None:
     if not isinstance(outs, tuple):
         raise ContractError(f"{owner}: forward must return a tuple, got a list")
     if len(outs) != len(channels) or len(outs) != len(strides):
-        raise ContractError(f"{owner}: returns {len(outs)} maps but declares "
-                            f"{len(channels)} out_channels {tuple(channels)} and "
-                            f"{len(strides)} out_strides {tuple(strides)}")
+        raise ContractError(f"{owner}: returns {len(outs)} maps but output_shape() declares "
+                            f"{len(channels)} (channels {tuple(channels)}, strides "
+                            f"{tuple(strides)})")
     h, w = size
     for i, (out, c, s) in enumerate(zip(outs, channels, strides)):
         want = (c, math.ceil(h / s), math.ceil(w / s))
         if tuple(out.shape[1:]) != want:
             raise ContractError(
                 f"{owner}: output {i} for a {h}x{w} input is {tuple(out.shape[1:])} "
-                f"(C, H, W) but out_channels[{i}]={c} and out_strides[{i}]={s} declare {want}")
+                f"(C, H, W) but output_shape()[{i}] = FeatureSpec(channels={c}, stride={s}) "
+                f"declares {want}")
 
 
 def _sizes(module, sizes) -> list[tuple[int, int]]:
     if sizes is not None:
         return [tuple(s) for s in sizes]
-    d = int(getattr(module, "size_divisor", 1) or 1)
-    d = max(d, max(getattr(module, "out_strides", (1,)) or (1,)))
+    d = max(size_divisor_of(module), max(strides_of(output_shape_of(module) or ()) or (1,)))
     return [(2 * d, 2 * d), (2 * d, 3 * d)]
 
 
 def check_backbone(cfg, sizes: Sequence[tuple[int, int]] | None = None, batch: int = 2):
     """Build a backbone and check ``forward(images)`` against its declared
-    ``out_channels`` / ``out_strides`` for each input size (default: two
-    sizes, square and not, that are multiples of ``size_divisor``).
-    Returns the backbone."""
+    ``output_shape()`` for each input size (default: two sizes, square and
+    not, that are multiples of ``size_divisor``). Returns the backbone."""
     from toolbox.registry import BACKBONES
-    backbone = _build(cfg, BACKBONES)
+    backbone = _build(cfg, BACKBONES, "backbone")
     owner = f"backbone {_name(backbone)}"
-    channels, strides = tuple(backbone.out_channels or ()), tuple(backbone.out_strides or ())
-    if not channels or not strides:
-        raise ContractError(f"{owner}: declare out_channels and out_strides (one per output)")
+    channels, strides = _declared(owner, backbone)
     backbone.eval()
     for size in _sizes(backbone, sizes):
         with torch.no_grad():
@@ -110,15 +114,13 @@ def check_backbone(cfg, sizes: Sequence[tuple[int, int]] | None = None, batch: i
 
 def check_neck(cfg, in_channels: Sequence[int], in_strides: Sequence[int],
                sizes: Sequence[tuple[int, int]] | None = None, batch: int = 2):
-    """Build a neck with ``in_channels`` / ``in_strides`` filled in (as a
-    detector does from its backbone) and check its outputs against its
-    declared ``out_channels`` / ``out_strides`` for each input size."""
+    """Build a neck with ``input_shape`` = ``in_channels`` / ``in_strides``
+    (as a detector does from its backbone's ``output_shape()``) and check its
+    outputs against its declared ``output_shape()`` for each input size."""
     from toolbox.registry import NECKS
-    neck = _build(cfg, NECKS, in_channels=tuple(in_channels), in_strides=tuple(in_strides))
+    neck = _build(cfg, NECKS, "neck", _input_shape(in_channels, in_strides), neck_fill)
     owner = f"neck {_name(neck)}"
-    channels, strides = tuple(neck.out_channels or ()), tuple(neck.out_strides or ())
-    if not channels or not strides:
-        raise ContractError(f"{owner}: declare out_channels and out_strides (one per output)")
+    channels, strides = _declared(owner, neck)
     neck.eval()
     top = max(max(strides), max(in_strides))
     for size in (sizes or [(2 * top, 2 * top), (2 * top, 3 * top)]):
@@ -154,7 +156,7 @@ def check_loss(cfg, kind: str = "classification", num_classes: int = 4, n: int =
     call it when nothing matched) give a finite loss whose backward works.
     Returns the computed values."""
     from toolbox.registry import LOSSES
-    loss = _build(cfg, LOSSES)
+    loss = _build(cfg, LOSSES, "loss")
     owner = f"loss {_name(loss)}"
     g = torch.Generator().manual_seed(seed)
     if kind == "classification":
@@ -207,17 +209,21 @@ def _head_inputs(in_channels, strides, size, batch):
 
 
 def check_head(cfg, in_channels: int | Sequence[int] = 16, strides: Sequence[int] = (8, 16),
-               num_classes: int = 3, size: tuple[int, int] = (64, 64), batch: int = 2) -> dict:
-    """Build a detection head (``in_channels``, ``strides`` and ``num_classes``
-    filled in where it takes them and the config leaves them out) and run
+               num_classes: int | None = 3, size: tuple[int, int] = (64, 64),
+               batch: int = 2) -> dict:
+    """Build a detection head as a detector does (``input_shape`` from
+    ``in_channels`` / ``strides``, and ``num_classes`` unless the config sets
+    it; ``num_classes=None`` for a head without classes, e.g. an RPN) and run
     ``loss`` and ``predict`` on a batch of images without objects, then with
     objects. Checks: every loss is finite and their sum has gradients;
-    ``predict`` returns one ``InstanceData`` per image with ``bboxes``
-    inside the image, ``scores`` and ``labels`` in ``[0, num_classes)``.
-    Returns the losses and predictions of the batch with objects."""
+    ``predict(feats, data_samples)`` returns one ``InstanceData`` per image
+    with ``bboxes`` inside the image (``img_shape`` coordinates), ``scores``
+    and ``labels`` in ``[0, num_classes)``. Returns the losses and
+    predictions of the batch with objects."""
     from toolbox.registry import HEADS
-    head = _build(cfg, HEADS, in_channels=in_channels, strides=tuple(strides),
-                  num_classes=num_classes)
+    head = _build(cfg, HEADS, "head", _input_shape(in_channels, strides),
+                  extra=None if num_classes is None else {"num_classes": num_classes})
+    num_classes = num_classes or 1
     owner = f"head {_name(head)}"
     result = {}
     for label, counts in (("without objects", 0), ("with objects", 2)):
@@ -263,11 +269,13 @@ def check_head(cfg, in_channels: int | Sequence[int] = 16, strides: Sequence[int
 
 def check_seg_head(cfg, in_channels: int | Sequence[int] = 16, strides: Sequence[int] = (4, 8),
                    num_classes: int = 3, size: tuple[int, int] = (64, 64), batch: int = 2) -> dict:
-    """Build a segmentation (decode) head and check ``loss`` (finite, with
-    gradients) and ``predict`` (logits ``[B, num_classes, ...]``)."""
+    """Build a segmentation (decode) head as a segmentor does (``input_shape``
+    from ``in_channels`` / ``strides``, ``num_classes`` unless the config
+    sets it) and check ``loss`` (finite, with gradients) and ``predict``
+    (logits ``[B, num_classes, ...]``)."""
     from toolbox.registry import HEADS
-    head = _build(cfg, HEADS, in_channels=in_channels, strides=tuple(strides),
-                  num_classes=num_classes)
+    head = _build(cfg, HEADS, "decode_head", _input_shape(in_channels, strides),
+                  lambda specs: head_fill(specs, one_width=False), {"num_classes": num_classes})
     owner = f"head {_name(head)}"
     _, samples = seg_batch(batch, size, num_classes)
     feats = _head_inputs(in_channels, strides, size, batch)

@@ -1,7 +1,8 @@
 # COCO val2017 evaluation as the reference detectors (torchvision, DETR) are
 # evaluated: the image resized by torchvision's rule (shorter side 800, longer
 # at most 1333, float32 bilinear, not rounded), ImageNet mean/std, padded to a
-# multiple of 32, one image per batch; boxes mapped back to the original image.
+# multiple of 32 (by the model's data_preprocessor, which does not normalise
+# again), one image per batch; boxes mapped back to the original image.
 # Point `data_root` at a COCO 2017 directory:
 #   data/coco/annotations/instances_val2017.json, data/coco/val2017/*.jpg
 # A reference config sets `test_dataloader.dataset.label_cat_ids`, the COCO
@@ -14,7 +15,6 @@ test_pipeline = [
     dict(type="LoadImage"),
     dict(type="Normalize", scale=255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
     dict(type="Resize", scale=(1333, 800), keep_ratio=True, backend="torch"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 test_dataloader = dict(

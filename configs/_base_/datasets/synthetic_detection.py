@@ -1,5 +1,7 @@
 # The embedded synthetic detection data (generated on first use, offline):
 # coloured shapes on textured backgrounds, COCO JSON + VOC XML of the same images.
+# The pipelines pack uint8 images; the model's data_preprocessor normalises and
+# pads them on its device.
 dataset_type = "SyntheticCocoDataset"
 image_size = 256
 train_pipeline = [
@@ -7,15 +9,11 @@ train_pipeline = [
     dict(type="Resize", scale=(image_size, image_size), keep_ratio=True),
     dict(type="RandomFlip", prob=0.5),
     dict(type="ColorJitter", brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, prob=0.5),
-    dict(type="Normalize"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 test_pipeline = [
     dict(type="LoadImage"),
     dict(type="Resize", scale=(image_size, image_size), keep_ratio=True),
-    dict(type="Normalize"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 train_dataloader = dict(

@@ -11,26 +11,24 @@ train_pipeline = [
     dict(type="Resize", scale=(image_size, image_size), keep_ratio=False),
     dict(type="RandomFlip", prob=0.5),
     dict(type="ColorJitter", brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, prob=0.5),
-    dict(type="Normalize"),
     dict(type="PackSegInputs"),
 ]
 test_pipeline = [
     dict(type="LoadImage"),
     dict(type="LoadSegAnnotation"),
     dict(type="Resize", scale=(image_size, image_size), keep_ratio=True),
-    dict(type="Normalize"),
     dict(type="PackSegInputs"),
 ]
 train_dataloader = dict(
     batch_size=8, num_workers=2, persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
-    collate_fn=dict(type="toolbox.seg_collate", size_divisor=16),
+    collate_fn=dict(type="toolbox.seg_collate"),
     dataset=dict(type=dataset_type, split="train", image_size=image_size,
                  pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=8, num_workers=2, persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="toolbox.seg_collate", size_divisor=16),
+    collate_fn=dict(type="toolbox.seg_collate"),
     dataset=dict(type=dataset_type, split="val", image_size=image_size, test_mode=True,
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader

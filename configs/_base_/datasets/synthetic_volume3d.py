@@ -25,12 +25,12 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
-    collate_fn=dict(type="toolbox.seg_collate", size_divisor=16),
+    collate_fn=dict(type="toolbox.seg_collate"),
     dataset=dict(type=dataset_type, split="train", size=volume_size, pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1, num_workers=2, persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="toolbox.seg_collate", size_divisor=16),
+    collate_fn=dict(type="toolbox.seg_collate"),
     dataset=dict(type=dataset_type, split="val", size=volume_size, test_mode=True,
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader

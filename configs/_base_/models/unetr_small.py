@@ -6,6 +6,8 @@
 unetr_img_size = 32
 model = dict(
     type="EncoderDecoder",
+    # inputs are padded on the device (every side to a multiple of 16, the patch size)
+    data_preprocessor=dict(type="SegDataPreprocessor", pad_size_divisor=16),
     backbone=dict(type="ViT", in_channels=1, img_size=unetr_img_size, spatial_dims=3,
                   patch_size=16, hidden_size=96, num_layers=4, num_heads=4, mlp_dim=384,
                   out_indices=(0, 1, 2, 3)),

@@ -6,6 +6,7 @@
 img_size = 96
 model = dict(
     type="EncoderDecoder",
+    data_preprocessor=dict(type="SegDataPreprocessor", pad_size_divisor=16),
     backbone=dict(type="ViT", in_channels=1, img_size=img_size, spatial_dims=3, patch_size=16,
                   hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, proj_type="conv",
                   dropout_rate=0.0, out_indices=(3, 6, 9, 11)),

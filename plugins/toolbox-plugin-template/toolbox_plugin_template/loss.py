@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from toolbox.models.losses.reduction import check_reduction, expand_weight, weight_reduce_loss
+
 
 class CharbonnierLoss(nn.Module):
     """A regression loss (``loss_bbox`` of a head): ``forward(pred, target,
@@ -11,18 +13,11 @@ class CharbonnierLoss(nn.Module):
 
     def __init__(self, eps: float = 1e-3, loss_weight: float = 1.0, reduction: str = "mean"):
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        self.eps, self.loss_weight, self.reduction = eps, loss_weight, reduction
+        self.eps, self.loss_weight = eps, loss_weight
+        self.reduction = check_reduction("CharbonnierLoss", reduction)
 
     def forward(self, pred, target, weight=None, avg_factor=None):
         loss = torch.sqrt((pred - target) ** 2 + self.eps ** 2) - self.eps
-        if weight is not None:
-            if weight.dim() == 1 and loss.dim() > 1:  # one weight per sample (box)
-                weight = weight.reshape(-1, *([1] * (loss.dim() - 1)))
-            loss = loss * weight
-        if self.reduction == "sum":
-            loss = loss.sum()
-        elif self.reduction == "mean":
-            loss = loss.sum() / avg_factor if avg_factor else loss.mean()
-        return self.loss_weight * loss
+        weight = expand_weight(weight, loss, "CharbonnierLoss")  # [N] -> one per box
+        # the toolbox's shared reduction: weight, then avg_factor or the mean
+        return self.loss_weight * weight_reduce_loss(loss, weight, self.reduction, avg_factor)

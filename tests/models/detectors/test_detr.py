@@ -43,7 +43,7 @@ class PatchBackbone(Backbone):
     def __init__(self):
         super().__init__()
         self.proj = nn.Sequential(nn.Conv2d(3, 12, 16, stride=16), nn.ReLU(), nn.Conv2d(12, 12, 1))
-        self.out_channels, self.out_strides, self.size_divisor = (12,), (16,), 16
+        self.declare_outputs((12,), (16,), size_divisor=16)
 
     def forward(self, x):
         return (self.proj(x),)

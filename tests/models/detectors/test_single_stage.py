@@ -19,7 +19,7 @@ class StandInBackbone(Backbone):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, 8, 1), nn.ReLU())
         self.down = nn.Sequential(nn.Conv2d(channels[0], channels[1], 3, 2, 1), nn.ReLU())
-        self.out_channels, self.out_strides, self.size_divisor = tuple(channels), (8, 16), 16
+        self.declare_outputs(channels, (8, 16), size_divisor=16)
 
     def forward(self, x):
         c3 = self.stem(x)

@@ -21,7 +21,7 @@ class TinyBackbone(Backbone):
         conv = lambda c_in: nn.Sequential(nn.Conv2d(c_in, width, 3, 2, 1), nn.ReLU())  # noqa: E731
         self.c3 = nn.Sequential(conv(3), conv(width), conv(width))
         self.c4 = conv(width)
-        self.out_channels, self.out_strides, self.size_divisor = (width, width), (8, 16), 16
+        self.declare_outputs((width, width), (8, 16), size_divisor=16)
 
     def forward(self, x):
         c3 = self.c3(x)

@@ -8,7 +8,7 @@ from mmengine.structures import InstanceData
 
 from toolbox.models.heads import detr_head
 from toolbox.registry import HEADS
-from toolbox.structures import DetDataSample
+from toolbox.structures import DetDataSample, boxes_to_original
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -122,7 +122,8 @@ def test_predict_scores_and_original_coordinates():
     boxes = torch.tensor([[[0.2, 0.3, 0.2, 0.4], [0.5, 0.5, 0.2, 0.2]]])
     meta = dict(img_shape=(100, 200), ori_shape=(200, 400), scale_factor=(0.5, 0.5), flip=True,
                 flip_direction="horizontal")
-    result = head.predict_by_feat(cls, boxes, [meta])[0]
+    result = head.predict_by_feat(cls, boxes, [meta])[0]  # img_shape coordinates
+    result.bboxes = boxes_to_original(result.bboxes, meta)  # what the detector does
     probs = torch.softmax(cls[0], -1)[:, :2]  # no-object dropped
     top = probs.flatten().topk(3)
     assert torch.allclose(result.scores, top.values)
@@ -181,7 +182,8 @@ def test_one_label_per_query_without_clipping():
     cls = torch.tensor([[[3.0, 1.0, 0.0], [0.0, 0.0, 5.0], [0.0, 2.0, 0.0]]])
     boxes = torch.tensor([[[0.1, 0.3, 0.4, 0.4], [0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2]]])
     meta = dict(img_shape=(100, 200), ori_shape=(200, 400), scale_factor=(0.5, 0.5))
-    result = head.predict_by_feat(cls, boxes, [meta])[0]
+    result = head.predict_by_feat(cls, boxes, [meta])[0]  # img_shape coordinates
+    result.bboxes = boxes_to_original(result.bboxes, meta, clip=False)  # as DETR (detector)
     best = torch.softmax(cls[0], -1)[:, :2].max(-1)
     # each query once, its best class; the two best queries (0, then 2), by score
     assert result.labels.tolist() == [0, 1]

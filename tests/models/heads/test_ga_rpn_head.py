@@ -6,6 +6,7 @@ from torch import nn
 from torchvision.ops import box_iou
 
 from toolbox.registry import HEADS
+from toolbox.structures import boxes_to_original
 
 from one_image import GT_BOX, feats, image, sample
 
@@ -72,7 +73,7 @@ def test_level_mismatch_and_bad_arguments():
         tiny_head(approx_anchor_generator=dict(strides=(4, 8), octave_base_scale=8,
                                                scales_per_octave=3))
     with pytest.raises(ValueError, match="sigmoid"):
-        tiny_head(loss_cls=dict(type="CrossEntropyLoss"))
+        tiny_head(loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=False))
     with pytest.raises(ValueError, match="test_cfg"):
         tiny_head(test_cfg=dict(score_thr=0.1))
 
@@ -94,8 +95,10 @@ def test_overfit_single_image_recovers_box_in_original_coordinates():
     backbone.eval(), head.eval()
     # the 64 x 64 input was resized from a 100 x 128 (h x w) original
     meta = dict(ori_shape=(100, 128), scale_factor=(0.5, 0.64))
+    s = sample([GT_BOX], **meta)
     with torch.no_grad():
-        (result,) = head.predict(backbone(img), [sample([GT_BOX], **meta)])
+        (result,) = head.predict(backbone(img), [s])  # img_shape coordinates
+    result.bboxes = boxes_to_original(result.bboxes, s.metainfo)  # what the detector does
     expected = torch.tensor([[10 / 0.5, 12 / 0.64, 40 / 0.5, 44 / 0.64]])
     assert box_iou(result.bboxes[:1], expected).item() > 0.7
     # background learned (every score started at 0.5): far proposals score low

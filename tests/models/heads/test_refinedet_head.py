@@ -7,9 +7,10 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import box_iou
 
 from toolbox.models.backbones.base import Backbone
-from toolbox.models.heads._common import flatten_levels
+from toolbox.models.heads.parts import flatten_levels
 from toolbox.models.layers.transfer_connection import TransferConnectionBlock
 from toolbox.registry import HEADS, MODELS
+from toolbox.structures import boxes_to_original
 
 from one_image import GT_BOX, GT_LABEL, feats, image, sample
 
@@ -275,9 +276,11 @@ def overfit(one_thread):
 
 
 def top_detection(backbone, head, **meta):
+    s = sample([GT_BOX], [GT_LABEL], **meta)
     with torch.no_grad():
-        (result,) = head.predict(backbone(image()), [sample([GT_BOX], [GT_LABEL], **meta)])
+        (result,) = head.predict(backbone(image()), [s])  # img_shape coordinates
     assert result.scores.numel() > 0
+    result.bboxes = boxes_to_original(result.bboxes, s.metainfo)  # what the detector does
     return result.bboxes[0], result.labels[0].item()
 
 

@@ -5,7 +5,8 @@ from torchvision.ops import box_iou
 
 from toolbox.errors import ConfigArgumentError
 from toolbox.models.backbones.base import Backbone
-from toolbox.models.heads._common import flatten_levels
+from toolbox.models.heads.parts import flatten_levels
+from toolbox.structures import boxes_to_original
 from toolbox.registry import HEADS, LOSSES
 
 from one_image import GT_BOX, GT_LABEL, feats, image, sample
@@ -180,8 +181,9 @@ def overfit():
 def top_detection(backbone, head, **meta):
     s = sample([GT_BOX], [GT_LABEL], **meta)
     with torch.no_grad():
-        (result,) = head.predict(backbone(image()), [s], rescale=True)
+        (result,) = head.predict(backbone(image()), [s])  # img_shape coordinates
     assert result.scores.numel() > 0
+    result.bboxes = boxes_to_original(result.bboxes, s.metainfo)  # what the detector does
     return result.bboxes[0], result.labels[0].item()
 
 

@@ -13,7 +13,7 @@ from torchvision.ops.poolers import LevelMapper
 
 from toolbox.models.heads.roi_box_head import map_roi_levels
 from toolbox.registry import HEADS
-from toolbox.structures import DetDataSample
+from toolbox.structures import DetDataSample, boxes_to_original
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors, shared CPU
 
@@ -113,7 +113,9 @@ def test_predict_decodes_per_class_filters_and_maps_back():
     feats = [torch.randn(1, 4, 64 // s, 64 // s) for s in STRIDES]
     a, b = [4.0, 4, 30, 30], [34.0, 30, 60, 62]
     proposals = [InstanceData(bboxes=torch.tensor([a, a, b, [50.0, 50, 70, 70]]))]
-    result = roi_head.predict(feats, proposals, [sample_with_gt()], rescale=True)[0]
+    gt_sample = sample_with_gt()
+    result = roi_head.predict(feats, proposals, [gt_sample])[0]  # img_shape coordinates
+    result.bboxes = boxes_to_original(result.bboxes, gt_sample.metainfo)  # as the detector
     softmax = math.exp(2) / (math.exp(2) + 3)
     # zero deltas: boxes are the proposals (clipped to 64 x 64), duplicates suppressed,
     # only class 1 clears score_thr, then x2 back to the 128 x 128 original

@@ -11,7 +11,7 @@ from torchvision.ops import box_iou
 
 from toolbox.models.backbones.base import Backbone
 from toolbox.registry import BACKBONES, HEADS, MODELS
-from toolbox.structures import DetDataSample
+from toolbox.structures import DetDataSample, boxes_to_original
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors, shared CPU
 
@@ -106,15 +106,15 @@ def test_proposals_nms_size_filter_and_coordinates():
     nn.init.normal_(rpn.rpn_reg.weight, std=0.5)  # spread the boxes
     _, sample = one_image()
     level = [torch.randn(1, 8, 8, 8)]
-    raw = rpn.predict(level, [sample], rescale=False)[0]
+    raw = rpn.predict(level, [sample])[0]  # img_shape coordinates
     assert 0 < len(raw) <= 20 and torch.equal(raw.labels, torch.zeros(len(raw), dtype=torch.long))
     assert (raw.scores[:-1] >= raw.scores[1:]).all()
     iou = box_iou(raw.bboxes, raw.bboxes).fill_diagonal_(0)
     assert iou.max() <= 0.7  # one level: NMS at 0.7
     sizes = raw.bboxes[:, 2:] - raw.bboxes[:, :2]
     assert (sizes > 4).all() and raw.bboxes.min() >= 0 and raw.bboxes.max() <= 64
-    original = rpn.predict(level, [sample], rescale=True)[0]
-    assert torch.allclose(original.bboxes, raw.bboxes * 2)  # scale factor 0.5, ori 128
+    original = boxes_to_original(raw.bboxes, sample.metainfo)  # what the detector does
+    assert torch.allclose(original, raw.bboxes * 2)  # scale factor 0.5, ori 128
 
 
 def test_loss_and_predict_gives_detached_proposals_with_overrides():
@@ -133,7 +133,7 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="in_channels"):
         HEADS.build(dict(type="RPNHead", in_channels=(8, 16), strides=(8, 16)))
     with pytest.raises(ValueError, match="loss_cls"):
-        head(loss_cls=dict(type="CrossEntropyLoss"))
+        head(loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=False))
     with pytest.raises(ValueError, match="test_cfg"):
         head(test_cfg=dict(score_thr=0.1))
     with pytest.raises(ValueError, match="3 feature maps"):

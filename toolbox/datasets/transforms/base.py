@@ -4,7 +4,8 @@ and the geometry bookkeeping every geometric transform uses.
 The result dict a transform receives and returns:
 
 * ``img``: ``np.ndarray[H, W, 3]``, RGB, ``uint8`` after :class:`LoadImage`
-  and ``float32`` after :class:`Normalize`;
+  (and packed as ``uint8``: the model's data preprocessor normalises on the
+  device) or ``float32`` after :class:`Normalize`;
 * ``img_id``, ``img_path``, ``ori_shape`` (h, w of the file), ``img_shape``
   (h, w now), ``pad_shape``;
 * ``gt_bboxes`` (``float32[N, 4]``, x1 y1 x2 y2 in ``img_shape``

@@ -11,7 +11,11 @@ class Normalize:
     """``img = (img - mean) / std`` as float32; mean and std are RGB in 0..255.
 
     The defaults are ImageNet's statistics (what torchvision/timm backbones
-    were trained with).
+    were trained with). The shipped configs normalise on the device instead
+    (``DetDataPreprocessor(mean=..., std=...)``: the same floats, from uint8
+    images); this transform is for pipelines that must normalise before a
+    float transform (the reference configs normalise before resizing, as
+    torchvision does).
 
     ``scale``: divide by it first, with ``mean`` / ``std`` in the scaled
     units: ``scale=255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224,

@@ -24,8 +24,16 @@ def _instances(bboxes, labels, masks=None, ignore=None) -> InstanceData:
     return inst
 
 
+def image_tensor(img: np.ndarray) -> torch.Tensor:
+    """A ``[C, ...]`` array as a tensor: ``uint8`` stays ``uint8`` (the data
+    preprocessor casts and normalises on the device), anything else float32."""
+    tensor = torch.from_numpy(np.ascontiguousarray(img))
+    return tensor if tensor.dtype == torch.uint8 else tensor.float()
+
+
 class PackDetInputs:
-    """Pack the image as float32 ``Tensor[3, H, W]`` and the rest as a ``DetDataSample``.
+    """Pack the image as ``Tensor[3, H, W]`` (``uint8`` as loaded, float32 after
+    a float transform such as ``Normalize``) and the rest as a ``DetDataSample``.
 
     ``gt_instances`` holds the boxes to train on and ``ignored_instances``
     the crowd/difficult ones (both in ``img_shape`` coordinates, with
@@ -41,7 +49,7 @@ class PackDetInputs:
         img = np.asarray(results["img"])
         if img.ndim == 2:
             img = img[..., None]
-        inputs = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
+        inputs = image_tensor(img.transpose(2, 0, 1))
         h, w = img.shape[:2]
         defaults = dict(ori_shape=(h, w), img_shape=(h, w), pad_shape=(h, w),
                         scale_factor=(1.0, 1.0), crop_offset=(0.0, 0.0), flip=False,

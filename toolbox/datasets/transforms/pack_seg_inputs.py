@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from toolbox.datasets.transforms.pack import image_tensor
 from toolbox.structures.seg_data_sample import SegDataSample
 
 __all__ = ["PackSegInputs"]
@@ -14,7 +15,8 @@ DEFAULT_META_KEYS = ("img_id", "img_path", "seg_map_path", "ori_shape", "img_sha
 
 
 class PackSegInputs:
-    """Pack the image or volume as a float32 tensor and the labels as a ``SegDataSample``.
+    """Pack the image or volume as a tensor (``uint8`` stays ``uint8``, else
+    float32) and the labels as a ``SegDataSample``.
 
     * images (``img`` ``[H, W]`` or ``[H, W, C]``, as :class:`LoadImage`
       leaves them) become ``inputs`` ``[C, H, W]``;
@@ -34,9 +36,9 @@ class PackSegInputs:
         if img.ndim == 2:
             img = img[..., None]
         if img.ndim == 3:  # image [H, W, C]
-            inputs = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
+            inputs = image_tensor(img.transpose(2, 0, 1))
         elif img.ndim == 4:  # volume [C, D, H, W]
-            inputs = torch.from_numpy(np.ascontiguousarray(img)).float()
+            inputs = image_tensor(img)
         else:
             raise ValueError(f"PackSegInputs: 'img' of {results.get('img_path')} must be "
                              f"[H, W(, C)] or [C, D, H, W], got shape {img.shape}")

@@ -13,6 +13,9 @@ class Pad:
     ``pad_shape`` is recorded. Pad after ``Normalize`` so ``pad_val=0`` is
     the mean colour. Masks are padded with 0 and the segmentation label map
     ``gt_seg_map`` with ``seg_pad_val`` (255, the ignore index).
+
+    Batches need no ``Pad``: the model's data preprocessor pads each batch
+    to its ``pad_size_divisor`` on the device. Use it for a fixed ``size``.
     """
 
     def __init__(self, size_divisor: int | None = 32, size: tuple[int, int] | None = None,

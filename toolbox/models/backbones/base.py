@@ -1,9 +1,12 @@
 """What every backbone shares: declared outputs, freezing, norm_eval, weights.
 
-A backbone subclasses :class:`Backbone`, sets ``out_channels`` /
-``out_strides`` (one entry per returned map) and ``size_divisor`` in its
-constructor, and lists its stages (stem first) in :meth:`stages` so that
-``frozen_stages=k`` freezes the stem and stages ``1..k``.
+A backbone subclasses :class:`Backbone`, declares its returned maps once in
+its constructor with ``self.declare_outputs(channels, strides,
+size_divisor=...)`` (read back as ``output_shape()``, a
+:class:`~toolbox.structures.FeatureSpec` per map; see
+:mod:`toolbox.models.outputs`), and lists its stages (stem first) in
+:meth:`stages` so that ``frozen_stages=k`` freezes the stem and stages ``1..k``.
+``spatial_dims`` (2; 3 for volumes) says how many spatial axes inputs have.
 
 A backbone that is ``self.stem`` followed by a chain of stages declares them
 with :meth:`Backbone._declare_stage_chain` and inherits ``stages()`` and
@@ -21,6 +24,8 @@ import torch
 from mmengine.model import BaseModule
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from toolbox.models.outputs import DeclaresOutputs
 
 
 def check_out_indices(out_indices, num_outputs: int, who: str, hint: str = ""
@@ -62,12 +67,11 @@ def init_like_torchvision(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class Backbone(BaseModule):
+class Backbone(DeclaresOutputs, BaseModule):
     """Base class for feature extractors returning a tuple of maps."""
 
-    out_channels: tuple[int, ...] = ()
-    out_strides: tuple[int, ...] = ()
     size_divisor: int = 32
+    spatial_dims: int = 2
     _stage_names: tuple[str, ...] | None = None  # set by _declare_stage_chain
 
     def __init__(self, frozen_stages: int = -1, norm_eval: bool = False, init_cfg=None):
@@ -78,8 +82,8 @@ class Backbone(BaseModule):
     # -- declared outputs (detectron2's ShapeSpec, timm's feature_info) ----
     @property
     def feature_info(self) -> list[dict]:
-        return [dict(num_chs=c, reduction=s, index=i)
-                for i, (c, s) in enumerate(zip(self.out_channels, self.out_strides))]
+        return [dict(num_chs=spec.channels, reduction=spec.stride, index=i)
+                for i, spec in enumerate(self.output_shape())]
 
     def stages(self) -> Sequence[nn.Module]:
         """The stem followed by each stage, in forward order (override, or
@@ -101,9 +105,8 @@ class Backbone(BaseModule):
         ``out_indices`` (``channels`` / ``strides``: one entry per stage)."""
         self._stage_names = tuple(stage_names)
         self._keep = tuple(i in out_indices for i in range(len(self._stage_names)))
-        self.out_channels = tuple(channels[i] for i in out_indices)
-        self.out_strides = tuple(strides[i] for i in out_indices)
-        self.size_divisor = max(self.out_strides)
+        kept = [strides[i] for i in out_indices]
+        self.declare_outputs([channels[i] for i in out_indices], kept, size_divisor=max(kept))
 
     def _forward_stage_chain(self, x: torch.Tensor,
                              out_transforms: Sequence[nn.Module] | None = None

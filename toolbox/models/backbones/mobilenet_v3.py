@@ -282,9 +282,9 @@ class MobileNetV3(Backbone):
         else:
             self._declare_stage_chain(stage_names, (self.num_stages - 1,), stage_widths,
                                       [2 ** (i + 2) for i in range(_NUM_OUTPUTS)])
-            self.out_channels = tuple(tap_points[i][2] for i in out_indices)
-            self.out_strides = tuple(tap_points[i][3] for i in out_indices)
-            self.size_divisor = max(self.out_strides)
+            strides = [tap_points[i][3] for i in out_indices]
+            self.declare_outputs([tap_points[i][2] for i in out_indices], strides,
+                                 size_divisor=max(strides))
         init_like_torchvision(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from toolbox.models.backbones._swin_blocks import PatchEmbed, SwinStage
+from toolbox.models.backbones.swin_blocks import PatchEmbed, SwinStage
 from toolbox.models.backbones.base import Backbone, check_frozen_stages
 
 __all__ = ["SwinTransformer"]
@@ -106,9 +106,9 @@ class SwinTransformer(Backbone):
 
         self.arch = arch
         self.out_indices = tuple(sorted(out_indices))
-        self.out_channels = tuple(dims[i] for i in self.out_indices)
-        self.out_strides = tuple(patch_size * 2 ** i for i in self.out_indices)
-        self.size_divisor = patch_size * 2 ** (num_stages - 1)
+        self.declare_outputs([dims[i] for i in self.out_indices],
+                             [patch_size * 2 ** i for i in self.out_indices],
+                             size_divisor=patch_size * 2 ** (num_stages - 1))
 
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]

@@ -16,10 +16,10 @@ follows MONAI so that its weights give the same network.
 
 **The raw input as a level.** UNETR's first skip is a conv block on the
 image itself. With ``with_input=True`` (the default) the backbone returns the
-input tensor as level 0 (``out_channels[0] = in_channels``, stride 1) before
-the transformer maps, so a decoder head receives everything it needs through
-the usual ``head(backbone(x))`` contract and infers all its widths from
-``out_channels``.
+input tensor as level 0 (``output_shape()[0] = FeatureSpec(in_channels, 1)``)
+before the transformer maps, so a decoder head receives everything it needs
+through the usual ``head(backbone(x))`` contract and infers all its widths
+from ``output_shape()`` (its ``input_shape``).
 
 The position embedding is learned for ``img_size``: inputs must have that
 size (use sliding-window inference for larger ones), unless
@@ -207,10 +207,9 @@ class ViT(Backbone):
         self.norm = nn.LayerNorm(hidden_size)
 
         stride = max(patch_size)
-        self.out_channels = ((in_channels,) if with_input else ()) + (hidden_size,) * len(
-            self.out_indices)
-        self.out_strides = ((1,) if with_input else ()) + (stride,) * len(self.out_indices)
-        self.size_divisor = stride
+        self.declare_outputs(((in_channels,) if with_input else ()) + (hidden_size,) * len(
+            self.out_indices), ((1,) if with_input else ()) + (stride,) * len(self.out_indices),
+            size_divisor=stride)
         self._init_like_monai()
 
     def _init_like_monai(self) -> None:

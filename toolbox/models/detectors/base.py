@@ -1,53 +1,64 @@
-"""What every detector shares: building backbone and neck from configs with
-their inputs filled in from what the previous part declares, batching
-images, completing metainfo, extracting features.
+"""What every detector shares: the backbone and neck built from configs (see
+:mod:`toolbox.models.builder` for the contract: each part is built with
+``input_shape`` = the previous part's ``output_shape()``), batching images,
+completing metainfo, extracting features, and the one place predictions are
+mapped back to the original image (:meth:`BaseDetector._attach_predictions`).
 
 Detectors subclass :class:`BaseDetector` (one level) and add their heads
-and modes; the helpers here also serve the segmentors.
+and modes. The shared builders that used to live here (``build_component``,
+``build_trunk``, ``NeckChain``, ``declared``, ``build_preprocessor``,
+``follow_size_divisor``) moved to :mod:`toolbox.models.builder`; the old
+names still work for one release, with a DeprecationWarning.
 """
 from __future__ import annotations
 
-import inspect
+import warnings
+from typing import Sequence
 
 import torch
-import torch.nn.functional as F
-from mmengine.model import BaseModel, stack_batch
+from mmengine.model import BaseModel
 from torch import Tensor, nn
 
-from toolbox.registry import BACKBONES, NECKS
-from toolbox.structures import DetDataSample
+from toolbox.models import builder as _builder
+from toolbox.models.data_preprocessors.base import batch_tensors
+from toolbox.registry import HEADS
+from toolbox.structures import DetDataSample, boxes_to_original
 
 MODES = ("loss", "predict", "tensor")
 
+_MOVED_TO_BUILDER = ("NeckChain", "build_trunk", "build_preprocessor", "follow_size_divisor")
 
-def _accepts(component, name: str) -> bool:
-    """Whether ``component``'s constructor takes an argument ``name``."""
-    try:
-        params = inspect.signature(component.__init__ if inspect.isclass(component)
-                                   else component).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_BUILDER:
+        warnings.warn(f"toolbox.models.detectors.base.{name} moved to "
+                      f"toolbox.models.builder.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(_builder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def declared(module: nn.Module, attr: str) -> tuple | None:
+    """Deprecated: use ``toolbox.models.builder.output_shape_of(module)``."""
+    warnings.warn("toolbox.models.detectors.base.declared is deprecated; use "
+                  "toolbox.models.builder.output_shape_of", DeprecationWarning, stacklevel=2)
     value = getattr(module, attr, None)
     return tuple(value) if value else None
 
 
 def build_component(cfg, registry, where: str, fill: dict, owner: str) -> nn.Module:
-    """Build ``cfg`` from ``registry`` after filling the ``fill`` arguments it
-    accepts but does not set (a ``None`` fill value means "not declared");
-    errors name the ``owner`` model."""
+    """Deprecated (the old ``fill`` form): use
+    ``toolbox.models.builder.build_component(cfg, registry, where, owner,
+    input_shape=...)``. Fills the ``fill`` entries ``{key: (value, source)}``
+    the component takes and the config leaves out."""
+    warnings.warn("toolbox.models.detectors.base.build_component(cfg, registry, where, fill, "
+                  "owner) is deprecated; use toolbox.models.builder.build_component(cfg, "
+                  "registry, where, owner, input_shape=...)", DeprecationWarning, stacklevel=2)
     if isinstance(cfg, nn.Module):
         return cfg
-    if not isinstance(cfg, dict) or "type" not in cfg:
-        raise TypeError(f"{owner}: '{where}' must be a config dict with a 'type' "
-                        f"key (or a built module), got {cfg!r}")
-    cfg = dict(cfg)
-    component = registry.get(cfg["type"])
+    cfg = _builder._config_dict(cfg, where, owner)
+    accepted = _builder._legacy_parameters(registry.get(cfg["type"]))
     for key, (value, source) in fill.items():
-        if key in cfg or not _accepts(component, key):
+        if key in cfg or (accepted is not None and not {key, "**"} & accepted):
             continue
         if value is None:
             raise ValueError(f"{owner}: cannot infer {where}.{key}: the {source} "
@@ -56,65 +67,55 @@ def build_component(cfg, registry, where: str, fill: dict, owner: str) -> nn.Mod
     return registry.build(cfg)
 
 
-class NeckChain(nn.Sequential):
-    """Necks applied in order (``neck=[dict(type='FPN'), dict(type='ASFF')]``);
-    declares the last neck's outputs."""
-
-    @property
-    def out_channels(self):
-        return self[-1].out_channels
-
-    @property
-    def out_strides(self):
-        return self[-1].out_strides
-
-    @property
-    def size_divisor(self):
-        return max(int(getattr(m, "size_divisor", 1) or 1) for m in self)
-
-
-def build_trunk(model: nn.Module, backbone, neck) -> tuple[nn.Module, str]:
-    """Set ``model.backbone`` and ``model.neck`` (None, one neck or a
-    :class:`NeckChain`), each neck's inputs filled from the part before it.
-    Returns the part whose outputs the heads see, and its name."""
-    owner = type(model).__name__
-    model.backbone = build_component(backbone, BACKBONES, "backbone", {}, owner)
-    source, name = model.backbone, "backbone"
-    model.neck = None
-    if neck is not None:
-        chain = []
-        for cfg in (neck if isinstance(neck, (list, tuple)) else [neck]):
-            chain.append(build_component(cfg, NECKS, "neck", {
-                "in_channels": (declared(source, "out_channels"), name),
-                "in_strides": (declared(source, "out_strides"), name)}, owner))
-            source, name = chain[-1], "neck"
-        model.neck = chain[0] if len(chain) == 1 else NeckChain(*chain)
-    return source, name
-
-
 class BaseDetector(BaseModel):
     """Backbone + optional neck chain, image batching and metainfo.
 
     ``_build_trunk`` builds both and returns the part whose outputs the heads
-    see (and its name, for error messages); ``_head_inputs`` gives what a
-    head's ``in_channels`` / ``strides`` are filled from.
+    see (and its name, for error messages); ``_build_head`` builds a head
+    with ``input_shape`` = that part's ``output_shape()``; ``predict`` of a
+    subclass hands the heads' input-coordinate results to
+    ``_attach_predictions``, which maps them back (``rescale``).
     """
 
-    def _build_part(self, cfg, registry, where: str, fill: dict) -> nn.Module:
-        return build_component(cfg, registry, where, fill, type(self).__name__)
+    def __init__(self, data_preprocessor=None, init_cfg=None):
+        super().__init__(data_preprocessor=_builder.build_preprocessor(data_preprocessor,
+                                                                       "DetDataPreprocessor"),
+                         init_cfg=init_cfg)
+        _builder.follow_size_divisor(self)
 
     def _build_trunk(self, backbone, neck) -> tuple[nn.Module, str]:
-        return build_trunk(self, backbone, neck)
+        return _builder.build_trunk(self, backbone, neck)
 
-    @staticmethod
-    def _head_inputs(source: nn.Module, name: str) -> dict:
-        """``in_channels`` (one int when every level has the same width) and
-        ``strides`` of ``source``, as ``fill`` entries for :func:`build_component`."""
-        channels = declared(source, "out_channels")
-        if channels is not None and len(set(channels)) == 1:
-            channels = channels[0]
-        return {"in_channels": (channels, name),
-                "strides": (declared(source, "out_strides"), name)}
+    def _build_head(self, cfg, where: str, source: nn.Module, name: str,
+                    input_shape: Sequence | None = None) -> nn.Module:
+        """Build the ``HEADS`` config ``cfg`` (config key ``where``) with
+        ``input_shape`` (default: ``source``'s ``output_shape()``)."""
+        if isinstance(cfg, nn.Module):
+            return cfg
+        specs = _builder.output_shape_of(source) if input_shape is None else tuple(input_shape)
+        return _builder.build_component(cfg, HEADS, where, type(self).__name__, specs, name)
+
+    def _attach_predictions(self, data_samples: Sequence[DetDataSample], results,
+                            rescale: bool = True) -> list[DetDataSample]:
+        """Store each image's ``InstanceData`` (boxes in ``img_shape``
+        coordinates, as heads predict them) as its ``pred_instances``; with
+        ``rescale``, map the boxes back to the original image once, by
+        :func:`toolbox.structures.boxes_to_original` (flip, ``crop_offset``,
+        ``scale_factor``; clipped to ``ori_shape`` unless
+        :meth:`_clips_to_original` says otherwise)."""
+        clip = self._clips_to_original()
+        for sample, instances in zip(data_samples, results):
+            if rescale and "bboxes" in instances:
+                instances.bboxes = boxes_to_original(instances.bboxes, sample.metainfo, clip=clip)
+            sample.pred_instances = instances
+        return list(data_samples)
+
+    def _clips_to_original(self) -> bool:
+        """Whether mapped-back boxes are clipped to ``ori_shape`` (override)."""
+        return True
+
+    def _preprocessor_size_divisor(self) -> int:
+        return self.size_divisor if getattr(self, "backbone", None) is not None else 1
 
     @property
     def with_neck(self) -> bool:
@@ -123,31 +124,27 @@ class BaseDetector(BaseModel):
     @property
     def size_divisor(self) -> int:
         """The multiple image sides are padded to (the largest any part needs)."""
-        parts = (self.backbone, self.neck)
-        return max([int(getattr(p, "size_divisor", 1) or 1) for p in parts if p is not None])
+        return _builder.trunk_size_divisor(self)
 
     # ---------------------------------------------------------------- helpers
     def _batch_inputs(self, inputs) -> Tensor:
-        """A float [B, C, H, W] batch padded (bottom/right) to ``size_divisor``."""
-        divisor = self.size_divisor
+        """A float [B, C, H, W] batch padded (bottom/right) to ``size_divisor``
+        by the data preprocessors' rule (for direct calls: ``train_step`` /
+        ``test_step`` give the preprocessor's batch, already padded)."""
         if isinstance(inputs, (list, tuple)):
             if not inputs or not all(isinstance(t, Tensor) and t.dim() == 3 for t in inputs):
                 raise TypeError(f"{type(self).__name__}: 'inputs' must be a Tensor[B, C, H, W] "
                                 "or a non-empty list of Tensor[C, H, W]")
-            inputs = stack_batch(list(inputs), pad_size_divisor=divisor)
-        if not isinstance(inputs, Tensor) or inputs.dim() != 4:
+        elif not isinstance(inputs, Tensor) or inputs.dim() != 4:
             shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise TypeError(f"{type(self).__name__}: 'inputs' must be a Tensor[B, C, H, W], "
                             f"got {shape}")
-        if not torch.is_floating_point(inputs):
+        first = inputs if isinstance(inputs, Tensor) else inputs[0]
+        if not torch.is_floating_point(first):
             raise TypeError(f"{type(self).__name__}: 'inputs' must be normalised float images, "
-                            f"got {inputs.dtype}; normalise them in the data pipeline or a "
+                            f"got {first.dtype}; normalise them in the data pipeline or a "
                             "data_preprocessor")
-        pad_h = -inputs.shape[-2] % divisor
-        pad_w = -inputs.shape[-1] % divisor
-        if pad_h or pad_w:
-            inputs = F.pad(inputs, (0, pad_w, 0, pad_h))
-        return inputs
+        return batch_tensors(inputs, self.size_divisor)
 
     def _complete_metainfo(self, inputs: Tensor, data_samples, raw_inputs) -> list:
         """Record the padded batch shape; give samples without an ``img_shape``

@@ -14,9 +14,8 @@ from typing import Sequence
 
 from torch import nn
 
-from toolbox.models.detectors.base import declared
+from toolbox.models.builder import output_shape_of
 from toolbox.models.detectors.single_stage import SingleStageDetector
-from toolbox.registry import HEADS
 from toolbox.structures import DetDataSample
 
 __all__ = ["DETR"]
@@ -29,13 +28,14 @@ class DETR(SingleStageDetector):
         backbone: a ``BACKBONES`` config (or module); only its last output
             is used, so ``out_indices=(3,)`` for a ResNet avoids extra work.
         neck: optional ``NECKS`` config (or list of them, applied in order).
-        bbox_head: a ``HEADS`` config, normally ``DETRHead``; its
-            ``in_channels`` is filled from the last map's width.
+        bbox_head: a ``HEADS`` config, normally ``DETRHead``; it is built
+            with ``input_shape`` = the last map's ``FeatureSpec`` (the one
+            DETR reads; the head projects it to its ``embed_dims``).
         pad_size_divisor: the multiple the batch is padded to (bottom/right);
             None (default) uses the backbone's / neck's ``size_divisor``; 1
             pads only to the largest image of the batch, as the official DETR
-            (set the data pipeline's ``Pad`` and the collate ``size_divisor``
-            to match).
+            (the data preprocessor pads to the larger of this and its own
+            ``pad_size_divisor``: set that to 1 too).
         data_preprocessor, init_cfg: as :class:`SingleStageDetector`.
 
     ``forward(inputs, data_samples=None, mode='tensor')``: ``'loss'`` the
@@ -55,15 +55,19 @@ class DETR(SingleStageDetector):
         if bbox_head is None:
             raise ValueError("DETR: 'bbox_head' is required (a HEADS config such as "
                              "dict(type='DETRHead', num_classes=...))")
-        # backbone and neck as SingleStageDetector builds them; the head is
-        # built here with in_channels = the width of the last map only
-        super().__init__(backbone, neck=neck, bbox_head=nn.Identity(),
+        super().__init__(backbone, neck=neck, bbox_head=bbox_head,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.pad_size_divisor = pad_size_divisor
-        source, name = (self.neck, "neck") if self.neck is not None else (self.backbone, "backbone")
-        channels = declared(source, "out_channels")
-        self.bbox_head = self._build_part(bbox_head, HEADS, "bbox_head", {
-            "in_channels": (channels[-1] if channels else None, name)})
+
+    def _build_bbox_head(self, cfg, source, name: str):
+        """The head, built with ``input_shape`` = the last map only."""
+        specs = None if isinstance(cfg, nn.Module) else output_shape_of(source)
+        return self._build_head(cfg, "bbox_head", source, name,
+                                input_shape=specs[-1:] if specs else None)
+
+    def _clips_to_original(self) -> bool:
+        """As the head's ``test_cfg['clip_boxes']`` (True when it has none)."""
+        return bool((getattr(self.bbox_head, "test_cfg", None) or {}).get("clip_boxes", True))
 
     @property
     def size_divisor(self) -> int:

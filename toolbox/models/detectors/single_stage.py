@@ -1,11 +1,11 @@
 """Backbone -> (neck) -> dense head: RetinaNet, FCOS, SSD-style detectors.
 
-The detector wires its parts from configs and fills in what the previous
-part declares: a neck's ``in_channels`` / ``in_strides`` come from the
-backbone's ``out_channels`` / ``out_strides``, and the head's
-``in_channels`` / ``strides`` from the neck (or the backbone when there is
-no neck), unless the config sets them. A head's ``in_channels`` is one int
-when every level has the same width, else the tuple of widths.
+The detector wires its parts from configs by the contract of
+:mod:`toolbox.models.builder`: the neck is built with ``input_shape`` = the
+backbone's ``output_shape()``, the head with ``input_shape`` = the neck's (or
+the backbone's when there is no neck), unless the config sets
+``in_channels`` itself. The head predicts in the network input's
+coordinates; ``predict`` maps its boxes back to the original image once.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Sequence
 from torch import Tensor
 
 from toolbox.models.detectors.base import BaseDetector
-from toolbox.registry import HEADS
 from toolbox.structures import DetDataSample
 
 __all__ = ["SingleStageDetector"]
@@ -24,13 +23,16 @@ class SingleStageDetector(BaseDetector):
     """A one-stage detector: ``bbox_head(neck(backbone(images)))``.
 
     Args:
-        backbone: a ``BACKBONES`` config (or module) declaring
-            ``out_channels`` / ``out_strides``.
+        backbone: a ``BACKBONES`` config (or module) declaring its
+            ``output_shape()``.
         neck: an optional ``NECKS`` config, or a list of them applied in order
-            (each one's ``in_channels`` / ``in_strides`` filled from the previous).
-        bbox_head: a ``HEADS`` config with ``loss`` and ``predict``.
-        data_preprocessor: defaults to mmengine's ``BaseDataPreprocessor``
-            (moves data to the device; images arrive normalised and padded).
+            (each one built with ``input_shape`` = the previous part's outputs).
+        bbox_head: a ``HEADS`` config with ``loss(feats, data_samples)`` and
+            ``predict(feats, data_samples)`` (boxes in ``img_shape`` coordinates).
+        data_preprocessor: a ``DetDataPreprocessor`` config (moves the listed
+            uint8 images to the device, normalises with its ``mean`` / ``std``
+            and pads them to at least the detector's ``size_divisor``); the
+            default one does not normalise (for pipelines that do).
         init_cfg: mmengine initialisation config.
 
     ``forward(inputs, data_samples=None, mode='tensor')``: ``'loss'`` returns
@@ -45,8 +47,11 @@ class SingleStageDetector(BaseDetector):
         if bbox_head is None:
             raise ValueError("SingleStageDetector: 'bbox_head' is required (a HEADS config)")
         source, name = self._build_trunk(backbone, neck)
-        self.bbox_head = self._build_part(bbox_head, HEADS, "bbox_head",
-                                          self._head_inputs(source, name))
+        self.bbox_head = self._build_bbox_head(bbox_head, source, name)
+
+    def _build_bbox_head(self, cfg, source, name: str):
+        """The head, built with ``input_shape`` = ``source``'s outputs."""
+        return self._build_head(cfg, "bbox_head", source, name)
 
     # ----------------------------------------------------------------- modes
     def loss(self, inputs, data_samples: Sequence[DetDataSample]) -> dict[str, Tensor]:
@@ -58,12 +63,12 @@ class SingleStageDetector(BaseDetector):
         return self.bbox_head.loss(self.extract_feat(batch), data_samples)
 
     def predict(self, inputs, data_samples=None, rescale: bool = True) -> list[DetDataSample]:
+        """The samples with ``pred_instances``: in original-image coordinates
+        with ``rescale`` (the default), else in ``img_shape`` coordinates."""
         batch = self._batch_inputs(inputs)
         data_samples = self._complete_metainfo(batch, data_samples, inputs)
-        results = self.bbox_head.predict(self.extract_feat(batch), data_samples, rescale=rescale)
-        for sample, instances in zip(data_samples, results):
-            sample.pred_instances = instances
-        return list(data_samples)
+        results = self.bbox_head.predict(self.extract_feat(batch), data_samples)
+        return self._attach_predictions(data_samples, results, rescale)
 
     def forward_tensor(self, inputs, data_samples=None):
         return self.bbox_head(self.extract_feat(self._batch_inputs(inputs)))

@@ -5,9 +5,11 @@ described in ``toolbox/models/heads/rpn_head.py``) turns the feature maps
 into class-agnostic proposals; the RoI head (``RoIBoxHead``) pools each
 proposal's features, classifies it and refines its box.
 
-Like :class:`SingleStageDetector`, the detector fills each head's
-``in_channels`` / ``strides`` from the neck (or the backbone), and refuses
-a head configured with strides that disagree with the features it gets.
+Like :class:`SingleStageDetector`, the detector builds both heads with
+``input_shape`` = the neck's (or the backbone's) ``output_shape()``, and
+refuses a head configured with strides that disagree with the features it
+gets. The RPN's proposals and the RoI head's detections are in ``img_shape``
+coordinates; ``predict`` maps the detections back to the original image once.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from typing import Sequence
 
 from torch import Tensor
 
+from toolbox.models.builder import output_shape_of
 from toolbox.models.detectors.base import BaseDetector
-from toolbox.registry import HEADS
 from toolbox.structures import DetDataSample
+from toolbox.structures.feature_spec import strides_of
 
 __all__ = ["TwoStageDetector"]
 
@@ -33,12 +36,14 @@ class TwoStageDetector(BaseDetector):
         rpn_head: a ``HEADS`` config with the RPN interface (``loss``,
             ``predict``, ``loss_and_predict``).
         roi_head: a ``HEADS`` config with ``loss(feats, proposals,
-            data_samples)`` and ``predict(feats, proposals, data_samples,
-            rescale)`` (e.g. ``RoIBoxHead``).
+            data_samples)`` and ``predict(feats, proposals, data_samples)``
+            (e.g. ``RoIBoxHead``).
         train_cfg: ``rpn_proposal``: the RPN's ``test_cfg`` overrides used
             to make the training proposals (default ``nms_pre=2000,
             max_per_img=1000``).
-        data_preprocessor, init_cfg: as for mmengine's ``BaseModel``.
+        data_preprocessor: as :class:`SingleStageDetector` (a
+            ``DetDataPreprocessor`` config; the default does not normalise).
+        init_cfg: mmengine initialisation config.
 
     ``forward(inputs, data_samples=None, mode='tensor')``: ``'loss'`` returns
     the RPN losses (``loss_rpn_cls``, ``loss_rpn_bbox``) and the RoI head's
@@ -59,11 +64,11 @@ class TwoStageDetector(BaseDetector):
                              f"accepted: {sorted(DEFAULT_TRAIN_CFG)}")
         self.train_cfg = {**DEFAULT_TRAIN_CFG, **(train_cfg or {})}
         source, name = self._build_trunk(backbone, neck)
-        fill = self._head_inputs(source, name)
-        strides = fill["strides"][0]
-        self.rpn_head = self._checked(self._build_part(rpn_head, HEADS, "rpn_head", fill),
+        specs = output_shape_of(source)
+        strides = strides_of(specs) if specs else None
+        self.rpn_head = self._checked(self._build_head(rpn_head, "rpn_head", source, name),
                                       "rpn_head", strides, name)
-        self.roi_head = self._checked(self._build_part(roi_head, HEADS, "roi_head", fill),
+        self.roi_head = self._checked(self._build_head(roi_head, "roi_head", source, name),
                                       "roi_head", strides, name)
 
     @staticmethod
@@ -99,17 +104,15 @@ class TwoStageDetector(BaseDetector):
         batch = self._batch_inputs(inputs)
         data_samples = self._complete_metainfo(batch, data_samples, inputs)
         feats = self.extract_feat(batch)
-        proposals = self.rpn_head.predict(feats, data_samples, rescale=False)
-        results = self.roi_head.predict(feats, proposals, data_samples, rescale=rescale)
-        for sample, instances in zip(data_samples, results):
-            sample.pred_instances = instances
-        return list(data_samples)
+        proposals = self.rpn_head.predict(feats, data_samples)
+        results = self.roi_head.predict(feats, proposals, data_samples)
+        return self._attach_predictions(data_samples, results, rescale)
 
     def forward_tensor(self, inputs, data_samples=None):
         """The RPN outputs and the RoI head's class logits and deltas."""
         batch = self._batch_inputs(inputs)
         data_samples = self._complete_metainfo(batch, data_samples, inputs)
         feats = self.extract_feat(batch)
-        proposals = self.rpn_head.predict(feats, data_samples, rescale=False)
+        proposals = self.rpn_head.predict(feats, data_samples)
         rois = self.roi_head.to_rois([p.bboxes for p in proposals])
         return self.rpn_head(feats), self.roi_head(feats, rois)

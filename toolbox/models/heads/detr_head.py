@@ -36,12 +36,14 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part, flip_boxes,
-                                          ground_truth, sample_metas, scale_factor_of)
+from toolbox.models.heads.dense import graph_zero
+from toolbox.models.heads.parts import (ground_truth, loss_with_defaults, merge_cfg,
+                                        resolve_input_shape, sample_metas, with_defaults)
 from toolbox.models.layers.detr_transformer import DETRTransformer
 from toolbox.models.layers.positional_encoding import build_positional_encoding
 from toolbox.registry import HEADS, check_arguments
 from toolbox.structures import clip_boxes
+from toolbox.structures.feature_spec import FeatureSpec
 from toolbox.structures.hungarian_matcher import HungarianMatcher
 
 __all__ = ["DETRHead"]
@@ -91,9 +93,14 @@ def build_transformer(cfg, d_model: int) -> nn.Module:
 class DETRHead(BaseModule):
     """DETR: input projection, transformer, class and box heads, set loss.
 
+    Every sub-config (``matcher``, the losses, ``test_cfg``) merges over the
+    default named below; a loss of another ``type`` replaces it
+    (docs/heads.md). Boxes are predicted in ``img_shape`` coordinates.
+
     Args:
         num_classes: object classes (the head adds "no object").
         in_channels: channels of the feature map(s); the last one is used.
+            From ``input_shape`` when absent.
         embed_dims: transformer width (d_model, 256).
         num_queries: learned object queries (100).
         transformer: :class:`DETRTransformer` arguments (6 + 6 layers, 8
@@ -120,16 +127,26 @@ class DETRHead(BaseModule):
             ``post_process_object_detection`` do (then sorted by score, at
             most ``max_per_img`` queries); ``clip_boxes`` (True): clip boxes to
             the image; False leaves them as predicted (as the official DETR,
-            whose boxes may reach past the image border).
+            whose boxes may reach past the image border; the detector then
+            maps them back unclipped too).
+        input_shape: :class:`FeatureSpec` of the map the head reads (the
+            last one is used).
     """
 
-    def __init__(self, num_classes: int, in_channels: int | Sequence[int], embed_dims: int = 256,
+    def __init__(self, num_classes: int, in_channels: int | Sequence[int] | None = None,
+                 embed_dims: int = 256,
                  num_queries: int = 100, transformer: dict | nn.Module | None = None,
                  positional_encoding: dict | nn.Module | None = None, matcher: dict | None = None,
                  loss_cls: dict | None = None, loss_bbox: dict | None = None,
                  loss_iou: dict | None = None, eos_coef: float = 0.1, aux_loss: bool = True,
-                 padding_mask: str = "cover", test_cfg: dict | None = None, init_cfg=None):
+                 padding_mask: str = "cover", test_cfg: dict | None = None,
+                 input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if input_shape is not None:
+            input_shape = tuple(input_shape)[-1:]
+            if in_channels is not None and not isinstance(in_channels, int):
+                in_channels = tuple(in_channels)[-1:]
+        in_channels, _ = resolve_input_shape("DETRHead", input_shape, in_channels, None)
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"DETRHead: 'num_classes' must be a positive int, got {num_classes!r}")
         if not isinstance(in_channels, int):
@@ -147,10 +164,6 @@ class DETRHead(BaseModule):
         if padding_mask not in PADDING_MASKS:
             raise ValueError(f"DETRHead: 'padding_mask' must be one of {PADDING_MASKS}, "
                              f"got {padding_mask!r}")
-        unknown = set(test_cfg or {}) - set(DEFAULT_TEST_CFG)
-        if unknown:
-            raise ValueError(f"DETRHead: unknown test_cfg key(s) {sorted(unknown)}; "
-                             f"accepted: {sorted(DEFAULT_TEST_CFG)}")
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.embed_dims = embed_dims
@@ -158,7 +171,7 @@ class DETRHead(BaseModule):
         self.eos_coef = float(eos_coef)
         self.aux_loss = bool(aux_loss)
         self.padding_mask_mode = padding_mask
-        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+        self.test_cfg = merge_cfg("DETRHead", DEFAULT_TEST_CFG, test_cfg, "test_cfg")
 
         self.transformer = build_transformer(transformer or {}, embed_dims)
         if getattr(self.transformer, "d_model", embed_dims) != embed_dims:
@@ -166,10 +179,10 @@ class DETRHead(BaseModule):
                              f"from 'embed_dims' {embed_dims}")
         self.positional_encoding = build_positional_encoding(
             positional_encoding or dict(type="sine"), embed_dims // 2)
-        self.matcher = build_part(matcher or DEFAULT_MATCHER, HungarianMatcher, "DETRHead.matcher")
-        self.loss_cls = build_loss(loss_cls or DEFAULT_LOSS_CLS)
-        self.loss_bbox = build_loss(loss_bbox or DEFAULT_LOSS_BBOX)
-        self.loss_iou = build_loss(loss_iou or DEFAULT_LOSS_IOU)
+        self.matcher = with_defaults(matcher, DEFAULT_MATCHER, HungarianMatcher, "DETRHead.matcher")
+        self.loss_cls = loss_with_defaults(loss_cls, DEFAULT_LOSS_CLS)
+        self.loss_bbox = loss_with_defaults(loss_bbox, DEFAULT_LOSS_BBOX)
+        self.loss_iou = loss_with_defaults(loss_iou, DEFAULT_LOSS_IOU)
         class_weight = torch.ones(num_classes + 1)
         class_weight[-1] = self.eos_coef
         self.register_buffer("class_weight", class_weight, persistent=False)
@@ -313,59 +326,47 @@ class DETRHead(BaseModule):
         loss_bbox = self.loss_bbox(pred, gt, avg_factor=num_boxes)
         loss_iou = self.loss_iou(box_convert(pred, "cxcywh", "xyxy"),
                                  box_convert(gt, "cxcywh", "xyxy"), avg_factor=num_boxes)
-        if pred.numel() == 0:  # keep the box branch in the graph (DDP needs every parameter)
-            loss_bbox = loss_bbox + boxes.sum() * 0.0
+        if pred.numel() == 0:
+            loss_bbox = loss_bbox + graph_zero(boxes)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou)
 
     # ------------------------------------------------------------------ predict
-    def predict(self, feats: Sequence[Tensor], data_samples=None,
-                rescale: bool = True) -> list[InstanceData]:
+    def predict(self, feats: Sequence[Tensor], data_samples=None) -> list[InstanceData]:
         """Top ``max_per_img`` (query, class) pairs per image by softmax score
-        (no-object excluded; one pair per query with ``one_label_per_query``);
-        with ``rescale`` in original-image coordinates (flip undone, divided by
-        ``scale_factor``, clipped to ``ori_shape`` unless ``clip_boxes`` is
-        off), else in ``img_shape`` coordinates."""
+        (no-object excluded; one pair per query with ``one_label_per_query``),
+        boxes in ``img_shape`` coordinates (clipped to it unless
+        ``clip_boxes`` is off)."""
         batch = feats[-1].shape[0]
         metas = sample_metas(data_samples, batch)
         all_cls, all_boxes = self(feats, metas if data_samples is not None else None)
-        return self.predict_by_feat(all_cls[-1], all_boxes[-1], metas, rescale)
+        return self.predict_by_feat(all_cls[-1], all_boxes[-1], metas)
 
-    def predict_by_feat(self, cls_logits: Tensor, boxes: Tensor, batch_img_metas: Sequence[dict],
-                        rescale: bool = True) -> list[InstanceData]:
+    def predict_by_feat(self, cls_logits: Tensor, boxes: Tensor,
+                        batch_img_metas: Sequence[dict]) -> list[InstanceData]:
         clip = self.test_cfg["clip_boxes"]
         results = []
         for i, meta in enumerate(batch_img_metas):
-            probs = cls_logits[i].softmax(-1)[:, :-1]
-            if self.test_cfg["one_label_per_query"]:
-                scores, labels = probs.max(-1)
-                k = min(self.test_cfg["max_per_img"], scores.numel())
-                scores, query = scores.topk(k)
-                labels = labels[query]
-            else:
-                k = min(self.test_cfg["max_per_img"], probs.numel())
-                scores, index = probs.flatten().topk(k)
-                labels = index % self.num_classes
-                query = torch.div(index, self.num_classes, rounding_mode="floor")
+            scores, labels, query = self._top_pairs(cls_logits[i])
             if "img_shape" in meta:
                 w, h = self._image_wh(meta)
-                size = (h, w)
             else:  # no metainfo: boxes relative to the (unpadded) input
-                h, w = 1.0, 1.0
-                size = None
+                w, h = 1.0, 1.0
             bboxes = box_convert(boxes[i, query], "cxcywh", "xyxy")
             bboxes = bboxes * bboxes.new_tensor([w, h, w, h])
-            if size is not None and clip:
-                bboxes = clip_boxes(bboxes, size)
-            if rescale:
-                bboxes = boxes_to_original(bboxes, meta) if clip else self._unclipped_original(
-                    bboxes, meta)
+            if "img_shape" in meta and clip:
+                bboxes = clip_boxes(bboxes, (h, w))
             results.append(InstanceData(bboxes=bboxes, scores=scores, labels=labels))
         return results
 
-    @staticmethod
-    def _unclipped_original(bboxes: Tensor, meta: dict) -> Tensor:
-        """``boxes_to_original`` without the clipping (``clip_boxes=False``)."""
-        if meta.get("flip", False):
-            bboxes = flip_boxes(bboxes, meta["img_shape"], meta.get("flip_direction", "horizontal"))
-        w_scale, h_scale = scale_factor_of(meta)
-        return bboxes / bboxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
+    def _top_pairs(self, cls_logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(scores, labels, query index) of one image's kept (query, class) pairs."""
+        probs = cls_logits.softmax(-1)[:, :-1]
+        if self.test_cfg["one_label_per_query"]:
+            scores, labels = probs.max(-1)
+            k = min(self.test_cfg["max_per_img"], scores.numel())
+            scores, query = scores.topk(k)
+            return scores, labels[query], query
+        k = min(self.test_cfg["max_per_img"], probs.numel())
+        scores, index = probs.flatten().topk(k)
+        return scores, index % self.num_classes, torch.div(index, self.num_classes,
+                                                          rounding_mode="floor")

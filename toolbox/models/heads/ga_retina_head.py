@@ -17,8 +17,12 @@ the image, assigned by IoU, focal loss on the non-ignored ones and the box
 loss on the positives, both divided by the number of positives. At
 inference only the cells whose location probability is above
 ``loc_filter_thr`` keep their anchor; ``last_num_anchors`` records how many
-were kept per image (``last_num_locations`` the number of cells), and the
-training loss dict logs the same count as ``num_anchors_kept``.
+were kept per image (``last_num_locations`` the number of cells; both kept
+by the guidance), and the training loss dict logs the same count as
+``num_anchors_kept``.
+
+The head is :class:`RetinaHead` plus :class:`AnchorGuidance`: RetinaHead's
+targets, losses and per-level decoding, on the guided anchors.
 """
 from __future__ import annotations
 
@@ -26,21 +30,18 @@ import math
 from typing import Sequence
 
 import torch
-from mmcv.cnn import ConvModule
-from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part, ground_truth,
-                                          regression_pair, sample_metas)
-from toolbox.models.heads._guided_anchor import AnchorGuidance, check_levels, shape_thresholds
+from toolbox.models.heads.parts import flatten_levels
+from toolbox.models.heads.retina_head import DEFAULT_ANCHOR_GENERATOR, RetinaHead
+from toolbox.models.layers.anchor_guidance import AnchorGuidance, check_levels, shape_thresholds
 from toolbox.models.layers.feature_adaption import FeatureAdaption
-from toolbox.structures import (DeltaXYWHBBoxCoder, MaxIoUAssigner, batched_nms_postprocess,
-                                filter_scores_and_topk)
+from toolbox.structures.feature_spec import FeatureSpec
 
 __all__ = ["GARetinaHead"]
 
-DEFAULT_APPROX_GENERATOR = dict(octave_base_scale=4, scales_per_octave=3, ratios=(0.5, 1.0, 2.0))
+DEFAULT_APPROX_GENERATOR = DEFAULT_ANCHOR_GENERATOR
 DEFAULT_SHAPE_ASSIGNER = dict(pos_iou_thr=0.5, min_pos_iou=0.4)
 DEFAULT_ASSIGNER = dict(pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.0, ignore_iof_thr=0.5)
 DEFAULT_LOSS_CLS = dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0)
@@ -48,16 +49,20 @@ DEFAULT_LOSS_BBOX = dict(type="SmoothL1Loss", beta=0.04, loss_weight=1.0)
 DEFAULT_TEST_CFG = dict(nms_pre=1000, score_thr=0.05, iou_thr=0.5, max_per_img=100)
 
 
+class GARetinaHead(RetinaHead):
+    """GA-RetinaNet head: :class:`RetinaHead` on guided anchors.
 
-class GARetinaHead(BaseModule):
-    """GA-RetinaNet head.
+    Every sub-config merges over the default named below; a loss of another
+    ``type`` replaces it (docs/heads.md).
 
     Args:
         num_classes: number of object classes (no background entry).
-        in_channels: channels of every input level (the neck's width).
+        in_channels: channels of every input level (the neck's width);
+            from ``input_shape`` when absent.
         feat_channels: width of the two conv towers.
         stacked_convs: 3x3 conv layers per tower.
-        strides: stride of each input level.
+        strides: stride of each input level (from ``input_shape`` when
+            absent, else 8 to 128).
         sigma: guided-anchor size unit, in strides (8 in the paper).
         approx_anchor_generator: :class:`AnchorGenerator` arguments of the 9
             approxs per cell used for shape targets (default RetinaNet's:
@@ -67,7 +72,7 @@ class GARetinaHead(BaseModule):
             targets (default 0.5 / 0.4).
         loc_filter_thr: location probability an anchor needs to be kept.
         assigner: :class:`MaxIoUAssigner` arguments for the guided anchors
-            (default pos 0.5, neg 0.5, low-quality matches).
+            (default pos 0.5, neg 0.5, low-quality matches, ``ignore_iof_thr`` 0.5).
         bbox_coder: :class:`DeltaXYWHBBoxCoder` arguments (deltas from the
             guided anchors).
         loss_loc, loss_shape, loss_cls, loss_bbox: ``LOSSES`` configs (focal,
@@ -77,72 +82,59 @@ class GARetinaHead(BaseModule):
             (after their deformable conv); None for conv + ReLU (the paper).
         test_cfg: ``nms_pre``, ``score_thr``, ``iou_thr``, ``max_per_img``.
         prior_prob: initial foreground probability (classifier bias).
+        input_shape: the input levels' :class:`FeatureSpec`.
     """
 
-    def __init__(self, num_classes: int, in_channels: int | Sequence[int],
+    owner = "GARetinaHead"
+    anchor_generator_arg = "approx_anchor_generator"
+    default_anchor_generator = DEFAULT_APPROX_GENERATOR
+    default_assigner = DEFAULT_ASSIGNER
+    default_loss_cls = DEFAULT_LOSS_CLS
+    default_loss_bbox = DEFAULT_LOSS_BBOX
+    default_test_cfg = DEFAULT_TEST_CFG
+
+    def __init__(self, num_classes: int, in_channels: int | Sequence[int] | None = None,
                  feat_channels: int = 256, stacked_convs: int = 4,
-                 strides: Sequence[int] = (8, 16, 32, 64, 128), sigma: float = 8.0,
+                 strides: Sequence[int] | None = None, sigma: float = 8.0,
                  approx_anchor_generator: dict | None = None, center_ratio: float = 0.2,
                  ignore_ratio: float = 0.5, shape_assigner: dict | None = None,
                  loc_filter_thr: float = 0.01, assigner: dict | None = None,
                  bbox_coder: dict | None = None, loss_loc: dict | None = None,
                  loss_shape: dict | None = None, loss_cls: dict | None = None,
                  loss_bbox: dict | None = None, norm_cfg: dict | None = None,
-                 test_cfg: dict | None = None, prior_prob: float = 0.01, init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"GARetinaHead: 'num_classes' must be a positive int, "
-                             f"got {num_classes!r}")
-        if not isinstance(in_channels, int):
-            widths = set(in_channels)
-            if len(widths) != 1:
-                raise ValueError("GARetinaHead: 'in_channels' must be one int (its towers are "
-                                 f"shared by all levels), got widths {tuple(in_channels)}")
-            in_channels = widths.pop()
-        if not 0 < prior_prob < 1:
-            raise ValueError(f"GARetinaHead: 'prior_prob' must be in (0, 1), got {prior_prob}")
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.feat_channels = feat_channels
-        self.stacked_convs = stacked_convs
-        self.strides = tuple(strides)
-        self.prior_prob = prior_prob
-        pos_thr, min_pos = shape_thresholds("GARetinaHead", shape_assigner, DEFAULT_SHAPE_ASSIGNER)
-        last = feat_channels if stacked_convs > 0 else in_channels
-        self.guidance = AnchorGuidance(
-            "GARetinaHead", last, self.strides, sigma,
-            approx_anchor_generator or DEFAULT_APPROX_GENERATOR, center_ratio, ignore_ratio,
-            pos_thr, min_pos, loc_filter_thr, loss_loc, loss_shape)
-        self.assigner = build_part(assigner or DEFAULT_ASSIGNER, MaxIoUAssigner,
-                                   "GARetinaHead.assigner")
-        self.bbox_coder = build_part(bbox_coder or {}, DeltaXYWHBBoxCoder,
-                                     "GARetinaHead.bbox_coder")
-        self.loss_cls = build_loss(loss_cls or DEFAULT_LOSS_CLS)
-        self.loss_bbox = build_loss(loss_bbox or DEFAULT_LOSS_BBOX)
-        if not getattr(self.loss_cls, "use_sigmoid", True):
+                 test_cfg: dict | None = None, prior_prob: float = 0.01,
+                 input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None):
+        # read by _build_layers while RetinaHead.__init__ builds the layers
+        self.guidance_args = dict(sigma=sigma, center_ratio=center_ratio,
+                                  ignore_ratio=ignore_ratio, shape_assigner=shape_assigner,
+                                  loc_filter_thr=loc_filter_thr, loss_loc=loss_loc,
+                                  loss_shape=loss_shape)
+        super().__init__(num_classes, in_channels, feat_channels, stacked_convs, strides,
+                         anchor_generator=approx_anchor_generator, assigner=assigner,
+                         bbox_coder=bbox_coder, loss_cls=loss_cls, loss_bbox=loss_bbox,
+                         norm_cfg=norm_cfg, test_cfg=test_cfg, prior_prob=prior_prob,
+                         input_shape=input_shape, init_cfg=init_cfg)
+        del self.guidance_args
+
+    def _build_layers(self, norm_cfg) -> None:
+        if not self.use_sigmoid_cls:
             raise ValueError("GARetinaHead: 'loss_cls' must be a sigmoid loss (FocalLoss, or "
                              "CrossEntropyLoss with use_sigmoid=True)")
-        self.reg_decoded_bbox = bool(getattr(self.loss_bbox, "expects_boxes", False))
-        unknown = set(test_cfg or {}) - set(DEFAULT_TEST_CFG)
-        if unknown:
-            raise ValueError(f"GARetinaHead: unknown test_cfg key(s) {sorted(unknown)}; "
-                             f"accepted: {sorted(DEFAULT_TEST_CFG)}")
-        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
-
+        args = self.guidance_args
+        pos_thr, min_pos = shape_thresholds(self.owner, args["shape_assigner"],
+                                            DEFAULT_SHAPE_ASSIGNER)
+        last = self.feat_channels if self.stacked_convs > 0 else self.in_channels
+        self.guidance = AnchorGuidance(
+            self.owner, last, self.strides, args["sigma"], self.prior_generator,
+            args["center_ratio"], args["ignore_ratio"], pos_thr, min_pos,
+            args["loc_filter_thr"], args["loss_loc"], args["loss_shape"])
+        self.num_base_priors = 1
         self.cls_convs = self._tower(norm_cfg)
         self.reg_convs = self._tower(norm_cfg)
-        self.adapt_cls = FeatureAdaption(last, feat_channels, norm_cfg=norm_cfg)
-        self.adapt_reg = FeatureAdaption(last, feat_channels, norm_cfg=norm_cfg)
-        self.retina_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
-        self.retina_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
-        self.last_num_anchors: list[int] = []
-        self.last_num_locations = 0
-        self._default_init()
-
-    def _tower(self, norm_cfg) -> nn.Sequential:
-        return nn.Sequential(*[ConvModule(self.in_channels if i == 0 else self.feat_channels,
-                                          self.feat_channels, 3, padding=1, norm_cfg=norm_cfg)
-                               for i in range(self.stacked_convs)])
+        self.adapt_cls = FeatureAdaption(last, self.feat_channels, norm_cfg=norm_cfg)
+        self.adapt_reg = FeatureAdaption(last, self.feat_channels, norm_cfg=norm_cfg)
+        self.retina_cls = nn.Conv2d(self.feat_channels, self.num_classes, 3, padding=1)
+        self.retina_reg = nn.Conv2d(self.feat_channels, 4, 3, padding=1)
 
     def _default_init(self) -> None:
         """Normal(0, 0.01) convs, classifier bias so that p(fg) = prior_prob,
@@ -158,16 +150,20 @@ class GARetinaHead(BaseModule):
         self.adapt_cls.init_weights()
         self.adapt_reg.init_weights()
 
-    def init_weights(self) -> None:
-        super().init_weights()
-        if self.init_cfg is None:
-            self._default_init()
+    @property
+    def last_num_anchors(self) -> list[int]:
+        """Anchors kept per image by the location filter (last loss / predict)."""
+        return self.guidance.last_num_anchors
+
+    @property
+    def last_num_locations(self) -> int:
+        return self.guidance.last_num_locations
 
     # ------------------------------------------------------------------ forward
     def forward(self, feats: Sequence[Tensor]) -> tuple[list[Tensor], ...]:
         """Per level: class logits [B, C, H, W], deltas [B, 4, H, W], anchor
         shapes [B, 2, H, W] and location logits [B, 1, H, W]."""
-        check_levels("GARetinaHead", feats, self.strides)
+        check_levels(self.owner, feats, self.strides)
         cls_scores, bbox_preds, shape_preds, loc_preds = [], [], [], []
         for feat in feats:
             cls_feat, reg_feat = self.cls_convs(feat), self.reg_convs(feat)
@@ -179,87 +175,32 @@ class GARetinaHead(BaseModule):
         return cls_scores, bbox_preds, shape_preds, loc_preds
 
     # --------------------------------------------------------------------- loss
-    def loss(self, feats: Sequence[Tensor], data_samples) -> dict[str, Tensor]:
-        return self.loss_by_feat(*self(feats), data_samples)
-
     def loss_by_feat(self, cls_scores, bbox_preds, shape_preds, loc_preds,
                      data_samples) -> dict[str, Tensor]:
-        if len(data_samples) != cls_scores[0].shape[0]:
-            raise ValueError(f"GARetinaHead.loss: {len(data_samples)} data samples for a batch "
-                             f"of {cls_scores[0].shape[0]} images")
+        self._check_batch(cls_scores, data_samples)
         losses = self.guidance.loss(loc_preds, shape_preds, data_samples)
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         device = cls_scores[0].device
         anchors = torch.cat(self.guidance.guided_anchors(shape_preds), dim=1)  # [B, N, 4]
-        flat_cls = torch.cat([c.flatten(2) for c in cls_scores], dim=2).transpose(1, 2)
-        flat_reg = torch.cat([r.flatten(2) for r in bbox_preds], dim=2).transpose(1, 2)
+        inside = torch.stack([self.guidance.valid_cells(featmap_sizes,
+                                                        s.metainfo.get("img_shape"), device)
+                              for s in data_samples])
+        losses.update(self.anchor_losses(flatten_levels(cls_scores, self.num_classes),
+                                         flatten_levels(bbox_preds, 4), anchors, inside,
+                                         data_samples))
         keep = torch.cat(self.guidance.keep_masks(loc_preds), dim=1)
-        logits, labels, deltas, targets, kept = [], [], [], [], []
-        for i, sample in enumerate(data_samples):
-            gt_boxes, gt_labels, ignored = ground_truth(sample, device, self.num_classes,
-                                                        "GARetinaHead")
-            gt_inds, num_kept = self.guidance.assign(
-                self.assigner, anchors[i], keep[i], featmap_sizes,
-                sample.metainfo.get("img_shape"), gt_boxes, gt_labels, ignored)
-            kept.append(num_kept)
-            counted, pos = gt_inds >= 0, gt_inds > 0
-            label = torch.full_like(gt_inds, self.num_classes)
-            label[pos] = gt_labels[gt_inds[pos] - 1]
-            logits.append(flat_cls[i, counted])
-            labels.append(label[counted])
-            pred, target = regression_pair(self.bbox_coder, self.reg_decoded_bbox, anchors[i, pos],
-                                           flat_reg[i, pos], gt_boxes[gt_inds[pos] - 1])
-            deltas.append(pred)
-            targets.append(target)
-        labels = torch.cat(labels)
-        num_pos = max(float((labels < self.num_classes).sum()), 1.0)
-        losses["loss_cls"] = self.loss_cls(torch.cat(logits), labels, avg_factor=num_pos)
-        deltas, targets = torch.cat(deltas), torch.cat(targets)
-        if deltas.numel():
-            losses["loss_bbox"] = self.loss_bbox(deltas, targets, avg_factor=num_pos)
-        else:  # keep the regression branch in the graph (DDP needs every parameter)
-            losses["loss_bbox"] = flat_reg.sum() * 0.0
-        losses["num_anchors_kept"] = self.guidance.sparsity(self, kept, featmap_sizes, device)
+        kept = [int(k) for k in (keep & inside).sum(dim=1)]
+        losses["num_anchors_kept"] = self.guidance.sparsity(kept, featmap_sizes, device)
         return losses
 
     # ------------------------------------------------------------------ predict
-    def predict(self, feats: Sequence[Tensor], data_samples=None,
-                rescale: bool = True) -> list[InstanceData]:
-        """Detections per image; with ``rescale`` in original-image
-        coordinates, else in ``img_shape`` coordinates."""
-        outputs = self(feats)
-        batch = outputs[0][0].shape[0]
-        metas = sample_metas(data_samples, batch)
-        return self.predict_by_feat(*outputs, metas, rescale=rescale)
-
     def predict_by_feat(self, cls_scores, bbox_preds, shape_preds, loc_preds,
-                        batch_img_metas: Sequence[dict], rescale: bool = True
-                        ) -> list[InstanceData]:
+                        batch_img_metas: Sequence[dict]) -> list[InstanceData]:
+        """Detections per image in ``img_shape`` coordinates, from the
+        guided anchors that pass the location filter."""
         anchors = self.guidance.guided_anchors(shape_preds)
         keeps = self.guidance.keep_masks(loc_preds)
-        cfg = self.test_cfg
-        results, kept = [], []
-        for i, meta in enumerate(batch_img_metas):
-            img_shape = meta.get("img_shape")
-            all_boxes, all_scores, all_labels, count = [], [], [], 0
-            for level, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
-                keep = keeps[level][i]
-                count += int(keep.sum())
-                scores = cls[i].flatten(1).t()[keep].sigmoid()
-                deltas = reg[i].flatten(1).t()[keep]
-                scores, labels, idx = filter_scores_and_topk(scores, cfg["score_thr"],
-                                                             cfg["nms_pre"])
-                all_boxes.append(self.bbox_coder.decode(anchors[level][i][keep][idx],
-                                                        deltas[idx], max_shape=img_shape))
-                all_scores.append(scores)
-                all_labels.append(labels)
-            boxes, scores, labels = batched_nms_postprocess(
-                torch.cat(all_boxes), torch.cat(all_scores), torch.cat(all_labels),
-                cfg["iou_thr"], cfg["max_per_img"])
-            if rescale:
-                boxes = boxes_to_original(boxes, meta)
-            results.append(InstanceData(bboxes=boxes, scores=scores, labels=labels))
-            kept.append(count)
-        self.last_num_anchors = kept
-        self.last_num_locations = sum(int(c.shape[-2] * c.shape[-1]) for c in cls_scores)
-        return results
+        kept = [sum(int(k[i].sum()) for k in keeps) for i in range(len(batch_img_metas))]
+        self.guidance.sparsity(kept, [tuple(c.shape[-2:]) for c in cls_scores],
+                               cls_scores[0].device)
+        return self.decode_levels(cls_scores, bbox_preds, batch_img_metas, anchors, keeps)

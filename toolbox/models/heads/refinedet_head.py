@@ -35,16 +35,18 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from toolbox.models.heads._common import (boxes_to_original, build_loss, build_part,
-                                          flatten_levels, ground_truth, sample_metas)
+from toolbox.models.heads.dense import anchor_labels, assign_inside, graph_zero, inside_flags
+from toolbox.models.heads.parts import (flatten_levels, ground_truth, loss_with_defaults,
+                                        merge_cfg, resolve_input_shape, sample_metas,
+                                        with_defaults)
 from toolbox.models.layers.transfer_connection import TransferConnectionBlock
 from toolbox.structures import (AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner,
                                 batched_nms_postprocess, filter_scores_and_topk)
+from toolbox.structures.feature_spec import FeatureSpec
 from toolbox.structures.hard_negative_mining import hard_negative_mining
 
 __all__ = ["RefineDetHead"]
@@ -53,6 +55,8 @@ DEFAULT_ANCHOR_GENERATOR = dict(ratios=(0.5, 1.0, 2.0), scales=(4.0,), center_of
 DEFAULT_ASSIGNER = dict(pos_iou_thr=0.5, neg_iou_thr=0.5, min_pos_iou=0.0,
                         gt_max_assign_all=False, ignore_iof_thr=0.5)
 DEFAULT_BBOX_CODER = dict(target_means=(0.0, 0.0, 0.0, 0.0), target_stds=(0.1, 0.1, 0.2, 0.2))
+DEFAULT_LOSS_CLS = dict(type="CrossEntropyLoss", use_sigmoid=False, reduction="none",
+                        loss_weight=1.0)
 DEFAULT_LOSS_BBOX = dict(type="SmoothL1Loss", beta=1.0, loss_weight=1.0)
 DEFAULT_TEST_CFG = dict(nms_pre=1000, score_thr=0.01, iou_thr=0.45, max_per_img=100)
 
@@ -62,12 +66,17 @@ StageTargets = tuple[Tensor, Tensor, Tensor, Tensor]  # labels, counted, bbox ta
 class RefineDetHead(BaseModule):
     """RefineDet head: ARM + TCB + ODM.
 
+    Every sub-config merges over the default named below; a loss of another
+    ``type`` replaces it (docs/heads.md).
+
     Args:
         num_classes: number of object classes (no background entry).
         in_channels: channels of each input level (one int for all, or one
-            per level; the TCBs map every level to ``feat_channels``).
+            per level; the TCBs map every level to ``feat_channels``); from
+            ``input_shape`` when absent.
         strides: stride of each input level; their number is the number of
-            levels the head is built for (RefineDet320-VGG16: 8, 16, 32, 64).
+            levels the head is built for (RefineDet320-VGG16: 8, 16, 32, 64,
+            the default without ``input_shape``).
         feat_channels: width of the TCB / ODM features (256 in the paper).
         use_arm: False for the one-step ablation (ODM on the plain anchors).
         neg_anchor_thr: theta of negative anchor filtering (ARM background
@@ -80,25 +89,34 @@ class RefineDetHead(BaseModule):
             claims its best anchor, ``ignore_iof_thr=0.5``).
         bbox_coder: :class:`DeltaXYWHBBoxCoder` arguments (default SSD's
             variances 0.1, 0.1, 0.2, 0.2).
+        loss_cls: a ``LOSSES`` config for both modules' classification
+            (default softmax ``CrossEntropyLoss`` with ``reduction='none'``):
+            called ``loss_cls(logits [M, K], labels [M])`` it must return the
+            per-anchor losses [M], which mine the hard negatives and, summed
+            over positives and mined negatives, are divided by the positives.
         loss_bbox: a ``LOSSES`` config for both modules (default
             SmoothL1Loss, beta 1); ``expects_boxes`` losses get decoded boxes.
         norm_cfg: optional norm in the TCBs (None in the paper).
         test_cfg: ``nms_pre`` (candidates per image), ``score_thr``,
             ``iou_thr`` and ``max_per_img``.
+        input_shape: the input levels' :class:`FeatureSpec`.
     """
 
-    def __init__(self, num_classes: int, in_channels: int | Sequence[int],
-                 strides: Sequence[int] = (8, 16, 32, 64), feat_channels: int = 256,
+    def __init__(self, num_classes: int, in_channels: int | Sequence[int] | None = None,
+                 strides: Sequence[int] | None = None, feat_channels: int = 256,
                  use_arm: bool = True, neg_anchor_thr: float = 0.99, neg_pos_ratio: float = 3.0,
                  anchor_generator: dict | None = None, arm_assigner: dict | None = None,
                  odm_assigner: dict | None = None, bbox_coder: dict | None = None,
                  loss_bbox: dict | None = None, norm_cfg: dict | None = None,
-                 test_cfg: dict | None = None, init_cfg=None):
+                 test_cfg: dict | None = None, loss_cls: dict | None = None,
+                 input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError("RefineDetHead: 'num_classes' must be a positive int, "
                              f"got {num_classes!r}")
-        self.strides = tuple(int(s) for s in strides)
+        in_channels, strides = resolve_input_shape("RefineDetHead", input_shape, in_channels,
+                                                   strides)
+        self.strides = tuple(int(s) for s in (strides or (8, 16, 32, 64)))
         if not self.strides:
             raise ValueError("RefineDetHead: 'strides' must name at least one level")
         if isinstance(in_channels, int):
@@ -120,25 +138,26 @@ class RefineDetHead(BaseModule):
         self.neg_anchor_thr = float(neg_anchor_thr)
         self.neg_pos_ratio = float(neg_pos_ratio)
 
-        self.prior_generator = build_part(anchor_generator or DEFAULT_ANCHOR_GENERATOR,
-                                          AnchorGenerator, "RefineDetHead.anchor_generator",
-                                          strides=self.strides)
+        self.prior_generator = with_defaults(anchor_generator, DEFAULT_ANCHOR_GENERATOR,
+                                             AnchorGenerator, "RefineDetHead.anchor_generator",
+                                             strides=self.strides)
         if self.prior_generator.strides != self.strides:
             raise ValueError(f"RefineDetHead: anchor_generator strides "
                              f"{self.prior_generator.strides} disagree with 'strides' {self.strides}")
-        self.arm_assigner = build_part(arm_assigner or DEFAULT_ASSIGNER, MaxIoUAssigner,
-                                       "RefineDetHead.arm_assigner")
-        self.odm_assigner = build_part(odm_assigner or DEFAULT_ASSIGNER, MaxIoUAssigner,
-                                       "RefineDetHead.odm_assigner")
-        self.bbox_coder = build_part(bbox_coder or DEFAULT_BBOX_CODER, DeltaXYWHBBoxCoder,
-                                     "RefineDetHead.bbox_coder")
-        self.loss_bbox = build_loss(loss_bbox or DEFAULT_LOSS_BBOX)
+        self.arm_assigner = with_defaults(arm_assigner, DEFAULT_ASSIGNER, MaxIoUAssigner,
+                                          "RefineDetHead.arm_assigner")
+        self.odm_assigner = with_defaults(odm_assigner, DEFAULT_ASSIGNER, MaxIoUAssigner,
+                                          "RefineDetHead.odm_assigner")
+        self.bbox_coder = with_defaults(bbox_coder, DEFAULT_BBOX_CODER, DeltaXYWHBBoxCoder,
+                                        "RefineDetHead.bbox_coder")
+        self.loss_cls = loss_with_defaults(loss_cls, DEFAULT_LOSS_CLS)
+        if getattr(self.loss_cls, "use_sigmoid", False) or \
+                getattr(self.loss_cls, "reduction", "none") != "none":
+            raise ValueError("RefineDetHead: 'loss_cls' must be a softmax loss with "
+                             "reduction='none' (per-anchor losses for hard negative mining)")
+        self.loss_bbox = loss_with_defaults(loss_bbox, DEFAULT_LOSS_BBOX)
         self.reg_decoded_bbox = bool(getattr(self.loss_bbox, "expects_boxes", False))
-        unknown = set(test_cfg or {}) - set(DEFAULT_TEST_CFG)
-        if unknown:
-            raise ValueError(f"RefineDetHead: unknown test_cfg key(s) {sorted(unknown)}; "
-                             f"accepted: {sorted(DEFAULT_TEST_CFG)}")
-        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+        self.test_cfg = merge_cfg("RefineDetHead", DEFAULT_TEST_CFG, test_cfg, "test_cfg")
 
         anchors = self.num_base_priors = self.prior_generator.num_base_anchors
         self.cls_out_channels = num_classes + 1  # softmax, background last
@@ -256,10 +275,8 @@ class RefineDetHead(BaseModule):
                     odm_priors=refined, filtered=filtered)
 
     def _inside(self, featmap_sizes, sample, anchors: Tensor) -> Tensor:
-        img_shape = sample.metainfo.get("img_shape")
-        if img_shape is None:
-            return torch.ones(anchors.shape[0], dtype=torch.bool, device=anchors.device)
-        return torch.cat(self.prior_generator.valid_flags(featmap_sizes, img_shape, anchors.device))
+        return inside_flags(self.prior_generator, featmap_sizes,
+                            sample.metainfo.get("img_shape"), anchors.device)
 
     def _assign(self, priors: Tensor, usable: Tensor, data_samples, binary: bool) -> StageTargets:
         """Assign each image's ``priors`` [B, N, 4] where ``usable`` [B, N]."""
@@ -268,18 +285,16 @@ class RefineDetHead(BaseModule):
         assigner = self.arm_assigner if binary else self.odm_assigner
         labels = priors.new_full((batch, num), background, dtype=torch.long)
         bbox_targets = priors.new_zeros((batch, num, 4))
-        gt_inds = priors.new_full((batch, num), -1, dtype=torch.long)
+        counted, pos = torch.zeros_like(usable), torch.zeros_like(usable)
         for i, sample in enumerate(data_samples):
             gt_boxes, gt_labels, ignored = ground_truth(sample, priors.device, self.num_classes,
                                                         "RefineDetHead")
-            result = assigner.assign(priors[i][usable[i]], gt_boxes, gt_labels, ignored)
-            gt_inds[i, usable[i]] = result.gt_inds
-            pos_i = gt_inds[i] > 0
-            matched = gt_boxes[gt_inds[i, pos_i] - 1]
-            labels[i, pos_i] = 0 if binary else gt_labels[gt_inds[i, pos_i] - 1]
-            bbox_targets[i, pos_i] = (matched if self.reg_decoded_bbox
-                                      else self.bbox_coder.encode(priors[i][pos_i], matched))
-        return labels, gt_inds >= 0, bbox_targets, gt_inds > 0
+            gt_inds = assign_inside(assigner, priors[i], usable[i], gt_boxes, gt_labels, ignored)
+            labels[i], counted[i], pos[i], matched = anchor_labels(
+                gt_inds, None if binary else gt_labels, background, gt_boxes)
+            bbox_targets[i, pos[i]] = (matched if self.reg_decoded_bbox
+                                       else self.bbox_coder.encode(priors[i][pos[i]], matched))
+        return labels, counted, bbox_targets, pos
 
     def _module_loss(self, name: str, logits: Tensor, deltas: Tensor, priors: Tensor,
                      targets: StageTargets) -> dict[str, Tensor]:
@@ -287,8 +302,7 @@ class RefineDetHead(BaseModule):
         both divided by the module's number of positives."""
         labels, counted, bbox_targets, pos = targets
         batch, num, channels = logits.shape
-        ce = F.cross_entropy(logits.reshape(-1, channels), labels.reshape(-1),
-                             reduction="none").view(batch, num)
+        ce = self.loss_cls(logits.reshape(-1, channels), labels.reshape(-1)).view(batch, num)
         neg = hard_negative_mining(ce.detach(), pos, counted & ~pos, self.neg_pos_ratio)
         num_pos = max(float(pos.sum()), 1.0)
         loss_cls = ce[pos | neg].sum() / num_pos
@@ -297,24 +311,21 @@ class RefineDetHead(BaseModule):
             if self.reg_decoded_bbox:
                 pred = self.bbox_coder.decode(priors[pos], pred)
             loss_bbox = self.loss_bbox(pred, bbox_targets[pos], avg_factor=num_pos)
-        else:  # keep the regression branch in the graph (DDP needs every parameter)
-            loss_bbox = deltas.sum() * 0.0
+        else:
+            loss_bbox = graph_zero(deltas)
         return {f"{name}_loss_cls": loss_cls, f"{name}_loss_bbox": loss_bbox}
 
     # ------------------------------------------------------------------ predict
-    def predict(self, feats: Sequence[Tensor], data_samples=None,
-                rescale: bool = True) -> list[InstanceData]:
-        """Detections per image; with ``rescale`` in original-image coordinates
-        (flip undone, divided by ``scale_factor``, clipped to ``ori_shape``),
-        else in ``img_shape`` coordinates."""
+    def predict(self, feats: Sequence[Tensor], data_samples=None) -> list[InstanceData]:
+        """Detections per image in the network input's (``img_shape``)
+        coordinates."""
         outputs = self(feats)
         batch = outputs[2][0].shape[0]
         metas = sample_metas(data_samples, batch)
-        return self.predict_by_feat(*outputs, batch_img_metas=metas, rescale=rescale)
+        return self.predict_by_feat(*outputs, batch_img_metas=metas)
 
     def predict_by_feat(self, arm_cls, arm_reg, odm_cls: list[Tensor], odm_reg: list[Tensor],
-                        batch_img_metas: Sequence[dict], rescale: bool = True
-                        ) -> list[InstanceData]:
+                        batch_img_metas: Sequence[dict]) -> list[InstanceData]:
         featmap_sizes = [tuple(m.shape[-2:]) for m in odm_cls]
         anchors = torch.cat(self.prior_generator.grid_anchors(featmap_sizes, odm_cls[0].device))
         scores_all = flatten_levels(odm_cls, self.cls_out_channels).softmax(-1)[..., :-1]
@@ -334,7 +345,5 @@ class RefineDetHead(BaseModule):
                                            max_shape=meta.get("img_shape"))
             boxes, scores, labels = batched_nms_postprocess(boxes, scores, labels,
                                                             cfg["iou_thr"], cfg["max_per_img"])
-            if rescale:
-                boxes = boxes_to_original(boxes, meta)
             results.append(InstanceData(bboxes=boxes, scores=scores, labels=labels))
         return results

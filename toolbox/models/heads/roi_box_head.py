@@ -24,8 +24,12 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from toolbox.models.heads._common import boxes_to_original, build_loss, build_part, ground_truth
+from toolbox.models.heads.dense import graph_zero
+from toolbox.models.heads.parts import (ground_truth, loss_with_defaults, merge_cfg,
+                                        resolve_input_shape, sample_metas, uniform_channels,
+                                        with_defaults)
 from toolbox.structures import DeltaXYWHBBoxCoder, MaxIoUAssigner, batched_nms_postprocess
+from toolbox.structures.feature_spec import FeatureSpec
 from toolbox.structures.random_sampler import RandomSampler
 
 __all__ = ["RoIBoxHead"]
@@ -53,11 +57,17 @@ def map_roi_levels(boxes: Tensor, strides: Sequence[int], canonical_scale: float
 class RoIBoxHead(BaseModule):
     """Box head of a two-stage detector.
 
+    Every sub-config merges over the default named below; a loss of another
+    ``type`` replaces it (docs/heads.md). Detections are in the network
+    input's (``img_shape``) coordinates, like the proposals.
+
     Args:
         num_classes: object classes (no background entry).
-        in_channels: channels of the feature maps (one int, shared by levels).
+        in_channels: channels of the feature maps (one int, shared by levels);
+            from ``input_shape`` when absent.
         strides: stride of each feature level, in increasing order of
-            consecutive powers of two (the level mapping needs them).
+            consecutive powers of two (the level mapping needs them); from
+            ``input_shape`` when absent.
         roi_size: RoIAlign output size.
         sampling_ratio: RoIAlign sampling points per bin (0: adaptive).
         aligned: RoIAlign's half-pixel alignment.
@@ -76,30 +86,30 @@ class RoIBoxHead(BaseModule):
             their strides are the ones the level mapping needs.
         gt_proposals: where training adds the ground-truth boxes to the
             proposals: ``'first'`` (default) or ``'last'`` (torchvision).
+        input_shape: the input levels' :class:`FeatureSpec`.
     """
 
-    def __init__(self, num_classes: int, in_channels: int | Sequence[int],
-                 strides: Sequence[int], roi_size: int = 7, sampling_ratio: int = 0,
+    def __init__(self, num_classes: int, in_channels: int | Sequence[int] | None = None,
+                 strides: Sequence[int] | None = None, roi_size: int = 7, sampling_ratio: int = 0,
                  aligned: bool = True, fc_channels: int = 1024, num_fcs: int = 2,
                  canonical_scale: float = 224.0, canonical_level: int = 4,
                  assigner: dict | None = None, sampler: dict | None = None,
                  bbox_coder: dict | None = None, loss_cls: dict | None = None,
                  loss_bbox: dict | None = None, test_cfg: dict | None = None,
                  roi_levels: Sequence[int] | None = None, gt_proposals: str = "first",
-                 init_cfg=None):
+                 input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        in_channels, strides = resolve_input_shape("RoIBoxHead", input_shape, in_channels,
+                                                   strides)
+        if strides is None:
+            raise ValueError("RoIBoxHead: give 'strides' or 'input_shape'")
         if gt_proposals not in ("first", "last"):
             raise ValueError(f"RoIBoxHead: 'gt_proposals' must be 'first' or 'last', "
                              f"got {gt_proposals!r}")
         self.gt_proposals = gt_proposals
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"RoIBoxHead: 'num_classes' must be a positive int, got {num_classes!r}")
-        if not isinstance(in_channels, int):
-            widths = set(in_channels)
-            if len(widths) != 1:
-                raise ValueError("RoIBoxHead: 'in_channels' must be one int (one RoI feature "
-                                 f"width for all levels), got widths {tuple(in_channels)}")
-            in_channels = widths.pop()
+        in_channels = uniform_channels(in_channels, "RoIBoxHead")
         strides = tuple(int(s) for s in strides)
         if roi_levels is None:
             roi_levels = tuple(range(len(strides)))
@@ -125,22 +135,17 @@ class RoIBoxHead(BaseModule):
         self.aligned = bool(aligned)
         self.canonical_scale = float(canonical_scale)
         self.canonical_level = int(canonical_level)
-        self.assigner = build_part({**DEFAULT_ASSIGNER, **(assigner or {})}, MaxIoUAssigner,
-                                   "RoIBoxHead.assigner")
-        self.sampler = build_part({**DEFAULT_SAMPLER, **(sampler or {})}, RandomSampler,
-                                  "RoIBoxHead.sampler")
-        self.bbox_coder = build_part(bbox_coder or DEFAULT_BBOX_CODER, DeltaXYWHBBoxCoder,
-                                     "RoIBoxHead.bbox_coder")
-        self.loss_cls = build_loss(loss_cls or DEFAULT_LOSS_CLS)
-        self.loss_bbox = build_loss(loss_bbox or DEFAULT_LOSS_BBOX)
+        self.assigner = with_defaults(assigner, DEFAULT_ASSIGNER, MaxIoUAssigner,
+                                      "RoIBoxHead.assigner")
+        self.sampler = with_defaults(sampler, DEFAULT_SAMPLER, RandomSampler, "RoIBoxHead.sampler")
+        self.bbox_coder = with_defaults(bbox_coder, DEFAULT_BBOX_CODER, DeltaXYWHBBoxCoder,
+                                        "RoIBoxHead.bbox_coder")
+        self.loss_cls = loss_with_defaults(loss_cls, DEFAULT_LOSS_CLS)
+        self.loss_bbox = loss_with_defaults(loss_bbox, DEFAULT_LOSS_BBOX)
         if getattr(self.loss_cls, "use_sigmoid", False):
             raise ValueError("RoIBoxHead: 'loss_cls' must be a softmax loss over "
                              "num_classes + 1 logits (background last)")
-        unknown = set(test_cfg or {}) - set(DEFAULT_TEST_CFG)
-        if unknown:
-            raise ValueError(f"RoIBoxHead: unknown test_cfg key(s) {sorted(unknown)}; "
-                             f"accepted: {sorted(DEFAULT_TEST_CFG)}")
-        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+        self.test_cfg = merge_cfg("RoIBoxHead", DEFAULT_TEST_CFG, test_cfg, "test_cfg")
 
         fcs, width = [], in_channels * self.roi_size ** 2
         for _ in range(num_fcs):
@@ -219,8 +224,8 @@ class RoIBoxHead(BaseModule):
         if positive.any():
             deltas = bbox_preds.view(-1, self.num_classes, 4)[positive, labels[positive]]
             loss_bbox = self.loss_bbox(deltas, targets[positive], avg_factor=num_samples)
-        else:  # keep the regression branch in the graph (DDP needs every parameter)
-            loss_bbox = bbox_preds.sum() * 0.0
+        else:
+            loss_bbox = graph_zero(bbox_preds)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
 
     def _sample_rois(self, proposals: Tensor, sample, device):
@@ -244,11 +249,10 @@ class RoIBoxHead(BaseModule):
 
     # ------------------------------------------------------------------ predict
     def predict(self, feats: Sequence[Tensor], proposals: Sequence[InstanceData],
-                data_samples=None, rescale: bool = True) -> list[InstanceData]:
-        """Detections per image (``bboxes``, ``scores``, ``labels``); with
-        ``rescale`` in original-image coordinates, else in ``img_shape``."""
-        metas = ([s.metainfo for s in data_samples] if data_samples is not None
-                 else [{} for _ in proposals])
+                data_samples=None) -> list[InstanceData]:
+        """Detections per image (``bboxes``, ``scores``, ``labels``) in the
+        network input's (``img_shape``) coordinates, like ``proposals``."""
+        metas = sample_metas(data_samples, len(proposals))
         boxes = [p.bboxes.reshape(-1, 4) for p in proposals]
         counts = [b.shape[0] for b in boxes]
         if sum(counts):
@@ -259,11 +263,11 @@ class RoIBoxHead(BaseModule):
         results = []
         for rois, scores, deltas, meta in zip(boxes, cls_scores.split(counts),
                                               bbox_preds.split(counts), metas):
-            results.append(self._predict_image(rois, scores, deltas, meta, rescale))
+            results.append(self._predict_image(rois, scores, deltas, meta))
         return results
 
-    def _predict_image(self, rois: Tensor, logits: Tensor, deltas: Tensor, meta: dict,
-                       rescale: bool) -> InstanceData:
+    def _predict_image(self, rois: Tensor, logits: Tensor, deltas: Tensor,
+                       meta: dict) -> InstanceData:
         cfg = self.test_cfg
         scores = logits.softmax(-1)[:, :-1]  # [K, C], background dropped
         priors = rois[:, None, :].expand(-1, self.num_classes, 4)
@@ -277,6 +281,4 @@ class RoIBoxHead(BaseModule):
         labels = torch.nonzero(keep)[:, 1]
         boxes, scores, labels = batched_nms_postprocess(
             decoded[keep], scores[keep], labels, cfg["iou_thr"], cfg["max_per_img"])
-        if rescale:
-            boxes = boxes_to_original(boxes, meta)
         return InstanceData(bboxes=boxes, scores=scores, labels=labels)

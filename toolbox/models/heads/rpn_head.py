@@ -14,12 +14,15 @@ The **RPN head interface** (``GARPNHead`` implements it too), used by
 :class:`~toolbox.models.detectors.two_stage.TwoStageDetector`:
 
 * ``loss(feats, data_samples) -> {'loss_rpn_cls', 'loss_rpn_bbox'}``;
-* ``predict(feats, data_samples, rescale=True) -> list[InstanceData]`` with
-  ``bboxes``, ``scores`` and ``labels`` (all 0), so that a
-  ``SingleStageDetector`` with this head is an RPN-only proposal model;
+* ``predict(feats, data_samples) -> list[InstanceData]`` with ``bboxes``,
+  ``scores`` and ``labels`` (all 0) in ``img_shape`` coordinates, so that a
+  ``SingleStageDetector`` with this head is an RPN-only proposal model (the
+  detector maps them to the original image);
 * ``loss_and_predict(feats, data_samples, proposal_cfg=None) -> (losses,
-  proposals)``: detached proposals (``bboxes``, ``scores``) in ``img_shape``
-  coordinates; ``proposal_cfg`` overrides keys of ``test_cfg``.
+  proposals)``: detached proposals in ``img_shape`` coordinates;
+  ``proposal_cfg`` overrides keys of ``test_cfg``.
+
+``GARPNHead`` is this head plus :class:`AnchorGuidance`.
 """
 from __future__ import annotations
 
@@ -30,10 +33,13 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from toolbox.models.heads._common import (build_loss, build_part, finish_proposals, flatten_levels,
-                                          ground_truth, merge_cfg, sample_metas)
+from toolbox.models.heads.dense import (CLASS_AGNOSTIC, assign_inside, inside_flags,
+                                        regression_loss, select_proposals)
+from toolbox.models.heads.parts import (flatten_levels, ground_truth, loss_with_defaults,
+                                        merge_cfg, regression_pair, resolve_input_shape,
+                                        sample_metas, uniform_channels, with_defaults)
 from toolbox.structures import AnchorGenerator, DeltaXYWHBBoxCoder, MaxIoUAssigner
-from toolbox.structures.nms import proposal_nms
+from toolbox.structures.feature_spec import FeatureSpec
 from toolbox.structures.random_sampler import RandomSampler
 
 __all__ = ["RPNHead"]
@@ -51,10 +57,14 @@ DEFAULT_TEST_CFG = dict(nms_pre=1000, iou_thr=0.7, max_per_img=1000, min_bbox_si
 class RPNHead(BaseModule):
     """Anchor-based region proposal head.
 
+    Every sub-config merges over the default named below; a loss of another
+    ``type`` replaces it (docs/heads.md).
+
     Args:
         in_channels: channels of every input level (one int; a tuple of equal
-            widths is accepted).
-        strides: stride of each input level (fills the anchor generator's).
+            widths is accepted); from ``input_shape`` when absent.
+        strides: stride of each input level (fills the anchor generator's);
+            from ``input_shape`` when absent.
         feat_channels: width of the shared 3x3 conv.
         anchor_generator: :class:`AnchorGenerator` arguments (default scale
             8, ratios 0.5 / 1 / 2: three anchors per cell).
@@ -80,46 +90,59 @@ class RPNHead(BaseModule):
     from the padded batch shape (``metainfo['batch_input_shape']``).
     """
 
-    def __init__(self, in_channels: int | Sequence[int], strides: Sequence[int],
+    owner = "RPNHead"
+    anchor_generator_arg = "anchor_generator"
+    default_anchor_generator = DEFAULT_ANCHOR_GENERATOR
+    default_assigner = DEFAULT_ASSIGNER
+    default_sampler = DEFAULT_SAMPLER
+    default_loss_cls = DEFAULT_LOSS_CLS
+    default_loss_bbox = DEFAULT_LOSS_BBOX
+    default_test_cfg = DEFAULT_TEST_CFG
+
+    def __init__(self, in_channels: int | Sequence[int] | None = None,
+                 strides: Sequence[int] | None = None,
                  feat_channels: int = 256, anchor_generator: dict | None = None,
                  assigner: dict | None = None, sampler: dict | None = None,
                  bbox_coder: dict | None = None, loss_cls: dict | None = None,
                  loss_bbox: dict | None = None, test_cfg: dict | None = None,
-                 ignore_padding: bool = True, init_cfg=None):
+                 ignore_padding: bool = True,
+                 input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        owner = self.owner
+        in_channels, strides = resolve_input_shape(owner, input_shape, in_channels, strides)
+        if strides is None:
+            raise ValueError(f"{owner}: give 'strides' or 'input_shape'")
         self.ignore_padding = bool(ignore_padding)
-        if not isinstance(in_channels, int):
-            widths = set(in_channels)
-            if len(widths) != 1:
-                raise ValueError("RPNHead: 'in_channels' must be one int (its convs are shared "
-                                 f"by all levels), got widths {tuple(in_channels)}")
-            in_channels = widths.pop()
-        self.in_channels = in_channels
+        self.in_channels = uniform_channels(in_channels, owner)
         self.feat_channels = feat_channels
         self.strides = tuple(strides)
-        self.prior_generator = build_part(anchor_generator or DEFAULT_ANCHOR_GENERATOR,
-                                          AnchorGenerator, "RPNHead.anchor_generator",
-                                          strides=self.strides)
+        self.prior_generator = with_defaults(anchor_generator, self.default_anchor_generator,
+                                             AnchorGenerator,
+                                             f"{owner}.{self.anchor_generator_arg}",
+                                             strides=self.strides)
+        self.assigner = with_defaults(assigner, self.default_assigner, MaxIoUAssigner,
+                                      f"{owner}.assigner")
+        self.sampler = with_defaults(sampler, self.default_sampler, RandomSampler,
+                                     f"{owner}.sampler")
+        self.bbox_coder = with_defaults(bbox_coder, {}, DeltaXYWHBBoxCoder, f"{owner}.bbox_coder")
+        self.loss_cls = loss_with_defaults(loss_cls, self.default_loss_cls)
+        self.loss_bbox = loss_with_defaults(loss_bbox, self.default_loss_bbox)
+        if not getattr(self.loss_cls, "use_sigmoid", False):
+            raise ValueError(f"{owner}: 'loss_cls' must be a sigmoid loss (one objectness logit "
+                             "per anchor), e.g. dict(type='CrossEntropyLoss', use_sigmoid=True)")
+        self.reg_decoded_bbox = bool(getattr(self.loss_bbox, "expects_boxes", False))
+        self.test_cfg = merge_cfg(owner, self.default_test_cfg, test_cfg, "test_cfg")
+        self._build_layers()
+        self._default_init()
+
+    def _build_layers(self) -> None:
         if self.prior_generator.num_levels != len(self.strides):
             raise ValueError(f"RPNHead: anchor_generator has {self.prior_generator.num_levels} "
                              f"levels but 'strides' has {len(self.strides)}")
-        self.assigner = build_part({**DEFAULT_ASSIGNER, **(assigner or {})}, MaxIoUAssigner,
-                                   "RPNHead.assigner")
-        self.sampler = build_part({**DEFAULT_SAMPLER, **(sampler or {})}, RandomSampler,
-                                  "RPNHead.sampler")
-        self.bbox_coder = build_part(bbox_coder or {}, DeltaXYWHBBoxCoder, "RPNHead.bbox_coder")
-        self.loss_cls = build_loss(loss_cls or DEFAULT_LOSS_CLS)
-        self.loss_bbox = build_loss(loss_bbox or DEFAULT_LOSS_BBOX)
-        if not getattr(self.loss_cls, "use_sigmoid", False):
-            raise ValueError("RPNHead: 'loss_cls' must be a sigmoid loss (one objectness logit "
-                             "per anchor), e.g. dict(type='CrossEntropyLoss', use_sigmoid=True)")
-        self.test_cfg = merge_cfg("RPNHead", DEFAULT_TEST_CFG, test_cfg, "test_cfg")
-
         self.num_base_priors = self.prior_generator.num_base_anchors
-        self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
-        self.rpn_cls = nn.Conv2d(feat_channels, self.num_base_priors, 1)
-        self.rpn_reg = nn.Conv2d(feat_channels, self.num_base_priors * 4, 1)
-        self._default_init()
+        self.rpn_conv = nn.Conv2d(self.in_channels, self.feat_channels, 3, padding=1)
+        self.rpn_cls = nn.Conv2d(self.feat_channels, self.num_base_priors, 1)
+        self.rpn_reg = nn.Conv2d(self.feat_channels, self.num_base_priors * 4, 1)
 
     def _default_init(self) -> None:
         for module in (self.rpn_conv, self.rpn_cls, self.rpn_reg):
@@ -146,79 +169,84 @@ class RPNHead(BaseModule):
 
     # --------------------------------------------------------------------- loss
     def loss(self, feats: Sequence[Tensor], data_samples) -> dict[str, Tensor]:
-        cls_scores, bbox_preds = self(feats)
-        return self.loss_by_feat(cls_scores, bbox_preds, data_samples)
+        return self.loss_by_feat(*self(feats), data_samples)
+
+    def _check_batch(self, cls_scores, data_samples) -> None:
+        if len(data_samples) != cls_scores[0].shape[0]:
+            raise ValueError(f"{self.owner}.loss: {len(data_samples)} data samples for a batch "
+                             f"of {cls_scores[0].shape[0]} images")
 
     def loss_by_feat(self, cls_scores, bbox_preds, data_samples) -> dict[str, Tensor]:
-        if len(data_samples) != cls_scores[0].shape[0]:
-            raise ValueError(f"RPNHead.loss: {len(data_samples)} data samples for a batch "
-                             f"of {cls_scores[0].shape[0]} images")
+        self._check_batch(cls_scores, data_samples)
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         device = cls_scores[0].device
         anchors = torch.cat(self._grid_anchors(featmap_sizes, device,
                                                [s.metainfo for s in data_samples]))
-        flat_cls = flatten_levels(cls_scores, 1)[..., 0]
-        flat_reg = flatten_levels(bbox_preds, 4)
+        inside = torch.stack([self._inside(featmap_sizes, s, device) for s in data_samples])
+        return self.sampled_losses(flatten_levels(cls_scores, 1)[..., 0],
+                                   flatten_levels(bbox_preds, 4), anchors, inside, data_samples)
+
+    def sampled_losses(self, flat_cls: Tensor, flat_reg: Tensor, anchors: Tensor,
+                       inside: Tensor, data_samples) -> dict[str, Tensor]:
+        """``loss_rpn_cls`` / ``loss_rpn_bbox`` of objectness logits [B, N] and
+        deltas [B, N, 4] on ``anchors`` ([N, 4] or [B, N, 4] per image) of
+        which ``inside`` [B, N] take part: per image assign, sample, then both
+        losses averaged over the sampled anchors."""
         logits, labels, deltas, targets = [], [], [], []
         for i, sample in enumerate(data_samples):
-            pos, neg, matched = self._sample_anchors(anchors, featmap_sizes, sample)
-            chosen = torch.cat([pos, neg])
-            logits.append(flat_cls[i, chosen])
+            priors = anchors if anchors.dim() == 2 else anchors[i]
+            pos, neg, matched = self.sample_anchors(priors, inside[i], sample)
+            logits.append(flat_cls[i, torch.cat([pos, neg])])
             labels.append(torch.cat([pos.new_zeros(pos.numel()), neg.new_ones(neg.numel())]))
-            deltas.append(flat_reg[i, pos])
-            targets.append(self.bbox_coder.encode(anchors[pos], matched))
+            pred, target = regression_pair(self.bbox_coder, self.reg_decoded_bbox, priors[pos],
+                                           flat_reg[i, pos], matched)
+            deltas.append(pred)
+            targets.append(target)
         logits, labels = torch.cat(logits), torch.cat(labels)
         num_samples = max(float(labels.numel()), 1.0)
         # one sigmoid "class": label 0 = object, 1 (= num_classes) = background
         loss_cls = self.loss_cls(logits[:, None], labels, avg_factor=num_samples)
-        deltas, targets = torch.cat(deltas), torch.cat(targets)
-        if deltas.numel():
-            loss_bbox = self.loss_bbox(deltas, targets, avg_factor=num_samples)
-        else:  # keep the regression branch in the graph (DDP needs every parameter)
-            loss_bbox = flat_reg.sum() * 0.0
+        loss_bbox = regression_loss(self.loss_bbox, torch.cat(deltas), torch.cat(targets),
+                                    num_samples, flat_reg)
         return dict(loss_rpn_cls=loss_cls, loss_rpn_bbox=loss_bbox)
 
-    def _sample_anchors(self, anchors: Tensor, featmap_sizes, sample
-                        ) -> tuple[Tensor, Tensor, Tensor]:
-        """Sampled positive and negative anchor indices of one image and the
-        ground-truth box of each positive."""
-        num = anchors.shape[0]
-        img_shape = sample.metainfo.get("img_shape")
-        if img_shape is not None and self.ignore_padding:
-            inside = torch.cat(self.prior_generator.valid_flags(featmap_sizes, img_shape,
-                                                                anchors.device))
-        else:
-            inside = torch.ones(num, dtype=torch.bool, device=anchors.device)
-        # class-agnostic: any label below 2**31 is an "object"
-        gt_boxes, _, ignored = ground_truth(sample, anchors.device, 2 ** 31 - 1, "RPNHead")
-        result = self.assigner.assign(anchors[inside], gt_boxes, None, ignored)
-        gt_inds = anchors.new_full((num,), -1, dtype=torch.long)
-        gt_inds[inside] = result.gt_inds
+    def sample_anchors(self, priors: Tensor, inside: Tensor, sample
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+        """Sampled positive and negative indices of one image's ``priors``
+        [N, 4] (those ``inside`` take part) and the gt box of each positive."""
+        gt_boxes, _, ignored = ground_truth(sample, priors.device, CLASS_AGNOSTIC, self.owner)
+        gt_inds = assign_inside(self.assigner, priors, inside, gt_boxes, None, ignored)
         pos, neg = self.sampler.sample(gt_inds)
         return pos, neg, gt_boxes[gt_inds[pos] - 1]
 
+    def _inside(self, featmap_sizes, sample, device) -> Tensor:
+        return inside_flags(self.prior_generator, featmap_sizes, sample.metainfo.get("img_shape"),
+                            device, self.ignore_padding)
+
+    def _sample_anchors(self, anchors: Tensor, featmap_sizes, sample):
+        """:meth:`sample_anchors` on the anchors of cells inside the image."""
+        return self.sample_anchors(anchors, self._inside(featmap_sizes, sample, anchors.device),
+                                   sample)
+
     # ------------------------------------------------------------------ predict
-    def predict(self, feats: Sequence[Tensor], data_samples=None,
-                rescale: bool = True) -> list[InstanceData]:
-        """Proposals per image (``bboxes``, ``scores``, ``labels`` = 0); with
-        ``rescale`` in original-image coordinates, else in ``img_shape``."""
-        cls_scores, bbox_preds = self(feats)
-        metas = sample_metas(data_samples, cls_scores[0].shape[0])
-        proposals = self.predict_by_feat(cls_scores, bbox_preds, metas, self.test_cfg)
-        return finish_proposals(proposals, metas, rescale)
+    def predict(self, feats: Sequence[Tensor], data_samples=None) -> list[InstanceData]:
+        """Proposals per image (``bboxes``, ``scores``, ``labels`` = 0) in
+        ``img_shape`` coordinates."""
+        outputs = self(feats)
+        return self.predict_by_feat(*outputs, sample_metas(data_samples, feats[0].shape[0]))
 
     def loss_and_predict(self, feats: Sequence[Tensor], data_samples,
                          proposal_cfg: dict | None = None
                          ) -> tuple[dict[str, Tensor], list[InstanceData]]:
         """Losses and detached proposals (``img_shape`` coordinates) from one
         forward pass; ``proposal_cfg`` overrides keys of ``test_cfg``."""
-        cls_scores, bbox_preds = self(feats)
-        losses = self.loss_by_feat(cls_scores, bbox_preds, data_samples)
-        cfg = merge_cfg("RPNHead", self.test_cfg, proposal_cfg, "proposal_cfg")
-        metas = sample_metas(data_samples, cls_scores[0].shape[0])
+        outputs = self(feats)
+        losses = self.loss_by_feat(*outputs, data_samples)
+        cfg = merge_cfg(self.owner, self.test_cfg, proposal_cfg, "proposal_cfg")
+        metas = sample_metas(data_samples, feats[0].shape[0])
         with torch.no_grad():
-            proposals = self.predict_by_feat([c.detach() for c in cls_scores],
-                                             [b.detach() for b in bbox_preds], metas, cfg)
+            proposals = self.predict_by_feat(*[[t.detach() for t in o] for o in outputs],
+                                             metas, cfg=cfg)
         return losses, proposals
 
     def _grid_anchors(self, featmap_sizes, device, metas: Sequence[dict]) -> list[Tensor]:
@@ -228,26 +256,34 @@ class RPNHead(BaseModule):
         return self.prior_generator.grid_anchors(featmap_sizes, device, input_size=input_size)
 
     def predict_by_feat(self, cls_scores, bbox_preds, batch_img_metas: Sequence[dict],
-                        cfg: dict) -> list[InstanceData]:
-        """Proposals (``bboxes``, ``scores``) in ``img_shape`` coordinates."""
+                        cfg: dict | None = None) -> list[InstanceData]:
+        """Proposals (``bboxes``, ``scores``, ``labels`` = 0) in ``img_shape``
+        coordinates; ``cfg`` defaults to ``test_cfg``."""
         featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
         anchors = self._grid_anchors(featmap_sizes, cls_scores[0].device, batch_img_metas)
+        return self.propose_levels(cls_scores, bbox_preds, batch_img_metas, anchors,
+                                   cfg or self.test_cfg)
+
+    def propose_levels(self, cls_scores, bbox_preds, batch_img_metas: Sequence[dict],
+                       priors: Sequence[Tensor], cfg: dict,
+                       keeps: Sequence[Tensor] | None = None) -> list[InstanceData]:
+        """Per image, :func:`select_proposals` of each level's logits and
+        deltas on ``priors`` (per level [n, 4], or [B, n, 4] per image), only
+        where ``keeps`` (per level bool [B, n]) when given."""
         results = []
         for i, meta in enumerate(batch_img_metas):
-            img_shape = meta.get("img_shape")
-            boxes, scores = [], []
+            level_logits, level_deltas, level_priors = [], [], []
             for level, (cls, reg) in enumerate(zip(cls_scores, bbox_preds)):
                 logit = cls[i].permute(1, 2, 0).reshape(-1)
                 delta = reg[i].permute(1, 2, 0).reshape(-1, 4)
-                if cfg["nms_pre"] > 0:  # the best logits (no ties made by the sigmoid)
-                    logit, keep = logit.topk(min(int(cfg["nms_pre"]), logit.numel()))
-                    delta, prior = delta[keep], anchors[level][keep]
-                else:
-                    prior = anchors[level]
-                boxes.append(self.bbox_coder.decode(prior, delta, max_shape=img_shape))
-                scores.append(logit.sigmoid())
-            kept_boxes, kept_scores = proposal_nms(boxes, scores, cfg["min_bbox_size"],
-                                                   cfg["iou_thr"], cfg["max_per_img"],
-                                                   cfg["min_score"])
-            results.append(InstanceData(bboxes=kept_boxes, scores=kept_scores))
+                prior = priors[level] if priors[level].dim() == 2 else priors[level][i]
+                if keeps is not None:
+                    keep = keeps[level][i]
+                    logit, delta, prior = logit[keep], delta[keep], prior[keep]
+                level_logits.append(logit)
+                level_deltas.append(delta)
+                level_priors.append(prior)
+            results.append(select_proposals(level_logits, level_deltas, level_priors,
+                                            self.bbox_coder, cfg, meta.get("img_shape"),
+                                            sort_all=keeps is None))
         return results

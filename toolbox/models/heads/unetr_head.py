@@ -33,9 +33,10 @@ from mmcv.cnn import build_conv_layer
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from toolbox.models.heads._common import build_loss
+from toolbox.models.heads.parts import loss_with_defaults, resolve_input_shape
 from toolbox.models.layers.unetr_blocks import (ConvBlock, ProjectionUpBlock, UpBlock,
                                                 conv_cfg_for)
+from toolbox.structures.feature_spec import FeatureSpec
 from toolbox.structures.seg_data_sample import IGNORE_INDEX
 
 __all__ = ["UNETRHead"]
@@ -73,16 +74,22 @@ class UNETRHead(BaseModule):
         conv_block: conv blocks in the projection up-samplings.
         strides: the inputs' strides (checked to be ``(1, 16, 16, 16, 16)``
             when given: the decoder up-samples by 2 four times).
-        loss_decode: a ``LOSSES`` config called ``loss(logits, labels)``.
+        loss_decode: a ``LOSSES`` config called ``loss(logits, labels)``
+            (default ``DiceCELoss``; same type merges, another replaces).
         ignore_index: label of pixels that do not count (padding).
+        input_shape: the five inputs' :class:`FeatureSpec` (fills
+            ``in_channels`` / ``strides``).
     """
 
-    def __init__(self, num_classes: int, in_channels: Sequence[int], spatial_dims: int = 3,
+    def __init__(self, num_classes: int, in_channels: Sequence[int] | None = None,
+                 spatial_dims: int = 3,
                  feature_size: int = 16, norm_cfg: dict | None = None, res_block: bool = True,
                  conv_block: bool = True, strides: Sequence[int] | None = None,
                  loss_decode: dict | None = None, ignore_index: int = IGNORE_INDEX,
-                 init_cfg=None):
+                 input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        in_channels, strides = resolve_input_shape("UNETRHead", input_shape, in_channels,
+                                                   strides)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"UNETRHead: num_classes must be a positive int, got {num_classes!r}")
         if isinstance(in_channels, int) or len(tuple(in_channels)) != 5:
@@ -109,7 +116,7 @@ class UNETRHead(BaseModule):
         self.up1 = UpBlock(4 * f, 2 * f, **block)
         self.up0 = UpBlock(2 * f, f, **block)
         self.conv_seg = build_conv_layer(conv_cfg_for(spatial_dims), f, num_classes, 1)
-        self.loss_decode = build_loss(loss_decode or dict(type="DiceCELoss"))
+        self.loss_decode = loss_with_defaults(loss_decode, dict(type="DiceCELoss"))
 
     def forward(self, feats: Sequence[Tensor]) -> Tensor:
         if len(feats) != 5:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from toolbox.models.losses._long_tail import HOOK_HINT, EmptyBuffersLoadMixin, check_counts
-from toolbox.models.losses._reduction import check_reduction, expand_weight, weight_reduce_loss
+from toolbox.models.losses.reduction import check_reduction, expand_weight, weight_reduce_loss
 
 __all__ = ["BalancedSoftmax"]
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from toolbox.models.losses._reduction import check_reduction, expand_weight, weight_reduce_loss
+from toolbox.models.losses.reduction import check_reduction, expand_weight, weight_reduce_loss
 from toolbox.models.losses.focal_loss import labels_to_one_hot
 
 __all__ = ["CrossEntropyLoss"]

@@ -24,7 +24,7 @@ from mmengine.dist import all_reduce
 from torch import Tensor, nn
 
 from toolbox.models.losses._long_tail import EmptyBuffersLoadMixin
-from toolbox.models.losses._reduction import check_reduction, expand_weight, weight_reduce_loss
+from toolbox.models.losses.reduction import check_reduction, expand_weight, weight_reduce_loss
 from toolbox.models.losses.focal_loss import labels_to_one_hot
 
 __all__ = ["EQLv2"]

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
-from toolbox.models.losses._reduction import check_reduction, expand_weight, weight_reduce_loss
+from toolbox.models.losses.reduction import check_reduction, expand_weight, weight_reduce_loss
 
 __all__ = ["FocalLoss"]
 

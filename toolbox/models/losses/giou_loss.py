@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.ops import generalized_box_iou_loss
 
-from toolbox.models.losses._reduction import check_reduction, weight_reduce_loss
+from toolbox.models.losses.reduction import check_reduction, weight_reduce_loss
 
 __all__ = ["GIoULoss"]
 

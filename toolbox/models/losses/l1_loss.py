@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from toolbox.models.losses._reduction import check_reduction, expand_weight, weight_reduce_loss
+from toolbox.models.losses.reduction import check_reduction, expand_weight, weight_reduce_loss
 
 __all__ = ["L1Loss"]
 

@@ -18,6 +18,13 @@ gives per-pixel weights, the weighted sum of the resized maps goes through a
 3x3 conv to ``out_channels``. A downsampled map whose size is off by the
 rounding of a floor-sized pyramid is snapped to the target size by nearest
 interpolation.
+
+Numerical reference: none from outside. No independent ASFF implementation
+for this neck form is available to compare outputs with, so the tests check
+it against the paper's recipe instead: a re-derivation of every level in
+plain ``torch.nn.functional`` (tests/models/necks/test_asff.py), hand-worked
+fusion weights (uniform and known logits), output shapes and channels at odd
+input sizes, and that gradients reach every level and parameter.
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ from mmcv.cnn import ConvModule
 from torch import Tensor, nn
 
 from toolbox.models.necks.base import Neck
+from toolbox.structures.feature_spec import FeatureSpec
 
 __all__ = ["ASFF"]
 
@@ -73,14 +81,18 @@ class ASFF(Neck):
             where ``weights[l]`` is ``[B, N, H_l, W_l]`` and sums to 1 over N.
         norm_cfg, act_cfg: mmcv configs for every conv but the logits conv
             (default BN + LeakyReLU(0.1), as in the authors' YOLOv3 code).
+        input_shape: the previous part's ``output_shape()`` (what detectors
+            pass); instead of, or agreeing with, ``in_channels`` / ``in_strides``.
     """
 
-    def __init__(self, in_channels: Sequence[int], in_strides: Sequence[int],
-                 out_channels: int | Sequence[int], compress_channels: int = 16,
+    def __init__(self, in_channels: Sequence[int] | None = None,
+                 in_strides: Sequence[int] | None = None,
+                 out_channels: int | Sequence[int] | None = None, compress_channels: int = 16,
                  return_weights: bool = False, norm_cfg: dict | None = dict(type="BN"),
                  act_cfg: dict | None = dict(type="LeakyReLU", negative_slope=0.1),
-                 init_cfg=None):
+                 init_cfg=None, input_shape: Sequence[FeatureSpec] | None = None):
         super().__init__(init_cfg=init_cfg)
+        in_channels, in_strides = self.resolve_inputs(input_shape, in_channels, in_strides)
         in_channels = _positive_int_tuple(in_channels, "in_channels")
         in_strides = _positive_int_tuple(in_strides, "in_strides")
         num_levels = len(in_channels)
@@ -107,8 +119,7 @@ class ASFF(Neck):
         self.in_channels = in_channels
         self.in_strides = in_strides
         self.return_weights = return_weights
-        self.out_channels = out_channels
-        self.out_strides = in_strides
+        self.declare_outputs(out_channels, in_strides)
 
         def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> ConvModule:
             return ConvModule(cin, cout, kernel, stride=stride, padding=kernel // 2,

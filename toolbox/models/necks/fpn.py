@@ -19,6 +19,7 @@ from mmcv.cnn import ConvModule
 from torch import Tensor, nn
 
 from toolbox.models.necks.base import Neck
+from toolbox.structures.feature_spec import FeatureSpec
 
 __all__ = ["FPN"]
 
@@ -39,7 +40,7 @@ class FPN(Neck):
 
     Args:
         in_channels: channels of each input map, finest first.
-        out_channels: channels of every output map.
+        out_channels: channels of every output map (required).
         in_strides: stride of each input map (same length as ``in_channels``).
         start_level: first input used (e.g. 1 to skip C2).
         end_level: last input used, inclusive; -1 means the last one.
@@ -54,15 +55,20 @@ class FPN(Neck):
             first (RetinaNet in torchvision does this before P7).
         upsample_mode: ``'nearest'`` or ``'bilinear'`` for the top-down pass.
         norm_cfg, act_cfg: mmcv configs for every conv (default: none).
+        input_shape: the previous part's ``output_shape()`` (what detectors
+            pass); instead of, or agreeing with, ``in_channels`` / ``in_strides``.
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int,
-                 in_strides: Sequence[int], start_level: int = 0, end_level: int = -1,
-                 num_outs: int | None = None, add_extra_convs: bool | str = False,
-                 relu_before_extra_convs: bool = False, upsample_mode: str = "nearest",
-                 norm_cfg: dict | None = None, act_cfg: dict | None = None,
-                 init_cfg=dict(type="Xavier", layer="Conv2d", distribution="uniform")):
+    def __init__(self, in_channels: Sequence[int] | None = None, out_channels: int | None = None,
+                 in_strides: Sequence[int] | None = None, start_level: int = 0,
+                 end_level: int = -1, num_outs: int | None = None,
+                 add_extra_convs: bool | str = False, relu_before_extra_convs: bool = False,
+                 upsample_mode: str = "nearest", norm_cfg: dict | None = None,
+                 act_cfg: dict | None = None,
+                 init_cfg=dict(type="Xavier", layer="Conv2d", distribution="uniform"),
+                 input_shape: Sequence[FeatureSpec] | None = None):
         super().__init__(init_cfg=init_cfg)
+        in_channels, in_strides = self.resolve_inputs(input_shape, in_channels, in_strides)
         in_channels = _positive_int_tuple(in_channels, "in_channels")
         in_strides = _positive_int_tuple(in_strides, "in_strides")
         if len(in_strides) != len(in_channels):
@@ -124,8 +130,7 @@ class FPN(Neck):
         strides = list(in_strides[start_level:end_level + 1])
         for _ in range(num_extra):
             strides.append(strides[-1] * 2)
-        self.out_channels = (out_channels,) * num_outs
-        self.out_strides = tuple(strides)
+        self.declare_outputs((out_channels,) * num_outs, strides)
 
     def _upsample(self, x: Tensor, size: torch.Size) -> Tensor:
         if self.upsample_mode == "bilinear":

@@ -1,9 +1,10 @@
 """Backbone -> (neck) -> decode head: semantic segmentation of images and volumes.
 
-The segmentor wires its parts from configs like the detectors do: the
-neck's ``in_channels`` / ``in_strides`` and the head's ``in_channels`` /
-``strides`` / ``spatial_dims`` are filled from what the previous part
-declares, unless the config sets them. 2D and 3D work alike: the number of
+The segmentor wires its parts from configs like the detectors do (the
+contract of :mod:`toolbox.models.builder`): the neck is built with
+``input_shape`` = the backbone's ``output_shape()``, the decode head with
+``input_shape`` = the neck's (or the backbone's) and ``spatial_dims``, unless
+the config sets ``in_channels`` itself. 2D and 3D work alike: the number of
 spatial axes is the backbone's ``spatial_dims`` (2 when it declares none).
 
 Prediction (``mode='predict'``) runs ``test_cfg``:
@@ -21,14 +22,17 @@ padding removed), un-flipped (``flip`` / ``flip_direction`` or
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from torch import Tensor
+from torch import Tensor, nn
 
-from toolbox.models.detectors.base import build_component, build_trunk, declared
+from toolbox.models.data_preprocessors.base import batch_tensors
+from toolbox.models.builder import (build_component, build_preprocessor, build_trunk,
+                                    follow_size_divisor, head_fill, output_shape_of,
+                                    trunk_size_divisor)
 from toolbox.models.layers.sliding_window import sliding_window_inference
 from toolbox.registry import HEADS
 from toolbox.structures.seg_data_sample import SegDataSample
@@ -62,15 +66,16 @@ class EncoderDecoder(BaseModel):
     """A semantic segmentor: ``decode_head(neck(backbone(inputs)))``.
 
     Args:
-        backbone: a ``BACKBONES`` config (or module) declaring ``out_channels``
-            / ``out_strides`` (and ``spatial_dims`` for volumes).
+        backbone: a ``BACKBONES`` config (or module) declaring its
+            ``output_shape()`` (and ``spatial_dims`` for volumes).
         decode_head: a ``HEADS`` config with ``loss(feats, data_samples)``
             and ``predict(feats, data_samples) -> logits [B, K, *S]``.
         neck: optional ``NECKS`` config, or a list applied in order.
         test_cfg: ``dict(mode='whole')`` (default) or ``dict(mode='slide',
             roi_size=..., overlap=0.25, blend='gaussian', sw_batch_size=1)``.
-        data_preprocessor: defaults to mmengine's ``BaseDataPreprocessor``
-            (inputs arrive normalised and batched by ``seg_collate``).
+        data_preprocessor: a ``SegDataPreprocessor`` config (moves, casts,
+            normalises and pads the batch ``seg_collate`` lists); the default
+            one does not normalise. It pads to at least ``size_divisor``.
         init_cfg: mmengine initialisation config.
 
     ``forward(inputs, data_samples=None, mode='tensor')``: inputs are
@@ -82,51 +87,48 @@ class EncoderDecoder(BaseModel):
 
     def __init__(self, backbone, decode_head=None, neck=None, test_cfg: dict | None = None,
                  data_preprocessor=None, init_cfg=None):
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(data_preprocessor=build_preprocessor(data_preprocessor,
+                                                              "SegDataPreprocessor"),
+                         init_cfg=init_cfg)
+        follow_size_divisor(self)
         if decode_head is None:
             raise ValueError("EncoderDecoder: 'decode_head' is required (a HEADS config)")
         self.test_cfg = _check_test_cfg(test_cfg)
         source, name = build_trunk(self, backbone, neck)
         self.spatial_dims = int(getattr(self.backbone, "spatial_dims", 2))
-        self.decode_head = build_component(decode_head, HEADS, "decode_head", {
-            "in_channels": (declared(source, "out_channels"), name),
-            "strides": (declared(source, "out_strides"), name),
-            "spatial_dims": (self.spatial_dims, "backbone")}, "EncoderDecoder")
+        specs = None if isinstance(decode_head, nn.Module) else output_shape_of(source)
+        self.decode_head = build_component(
+            decode_head, HEADS, "decode_head", "EncoderDecoder", specs, name,
+            legacy_fill=lambda specs: head_fill(specs, one_width=False),
+            extra={"spatial_dims": self.spatial_dims})
+
+    def _preprocessor_size_divisor(self) -> int:
+        return self.size_divisor if getattr(self, "backbone", None) is not None else 1
 
     @property
     def size_divisor(self) -> int:
-        parts = (self.backbone, self.neck)
-        return max([int(getattr(p, "size_divisor", 1) or 1) for p in parts if p is not None])
+        return trunk_size_divisor(self)
 
     # ---------------------------------------------------------------- inputs
     def _batch_inputs(self, inputs, pad_to_divisor: bool = True) -> Tensor:
         """A float ``[B, C, *S]`` batch, padded at the end of every spatial
-        axis to the batch's largest size (and to ``size_divisor``)."""
+        axis to the batch's largest size (and to ``size_divisor``) by the data
+        preprocessors' rule (``train_step`` / ``test_step`` give the
+        preprocessor's batch, already padded)."""
         dims = self.spatial_dims
         if isinstance(inputs, (list, tuple)):
             if not inputs or not all(isinstance(t, Tensor) and t.dim() == dims + 1 for t in inputs):
                 raise TypeError(f"EncoderDecoder: 'inputs' must be a Tensor[B, C, *S] or a "
                                 f"non-empty list of Tensor[C, *S] with {dims} spatial axes")
-            size = [max(t.shape[1 + a] for t in inputs) for a in range(dims)]
-            inputs = torch.stack([self._pad_to(t, size) for t in inputs])
-        if not isinstance(inputs, Tensor) or inputs.dim() != dims + 2:
+        elif not isinstance(inputs, Tensor) or inputs.dim() != dims + 2:
             shape = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
             raise TypeError(f"EncoderDecoder: 'inputs' must be a Tensor[B, C, *S] with {dims} "
                             f"spatial axes (backbone spatial_dims={dims}), got {shape}")
-        if not torch.is_floating_point(inputs):
+        first = inputs if isinstance(inputs, Tensor) else inputs[0]
+        if not torch.is_floating_point(first):
             raise TypeError(f"EncoderDecoder: 'inputs' must be normalised float tensors, got "
-                            f"{inputs.dtype}; normalise them in the data pipeline")
-        if pad_to_divisor:
-            d = self.size_divisor
-            inputs = self._pad_to(inputs, [-(-s // d) * d for s in inputs.shape[2:]])
-        return inputs
-
-    @staticmethod
-    def _pad_to(x: Tensor, size: Sequence[int]) -> Tensor:
-        pad = []
-        for have, want in zip(reversed(x.shape[-len(size):]), reversed(size)):
-            pad += [0, want - have]
-        return F.pad(x, pad) if any(pad) else x
+                            f"{first.dtype}; normalise them in the data pipeline")
+        return batch_tensors(inputs, self.size_divisor if pad_to_divisor else 1)
 
     def _complete_metainfo(self, batch: Tensor, data_samples, raw_inputs) -> list:
         """Give each sample ``batch_input_shape`` and, when absent,

@@ -1,0 +1,1 @@
+"""Data preprocessors: batch, move, normalise and pad images on the model's device."""
