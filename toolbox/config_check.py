@@ -99,6 +99,21 @@ def _part_class(owner, key: str, cfg: dict):
     return None, suffix
 
 
+def _over_default(owner, key: str, item: dict) -> dict:
+    """A typeless sub-config merged over the owner's documented default for
+    ``key`` (``DEFAULT_<KEY>`` in the module of the owner or a base class),
+    as the heads' defaults rule builds it; ``item`` unchanged without one."""
+    name = f"DEFAULT_{key.upper()}"
+    for klass in (owner.__mro__ if inspect.isclass(owner) else (owner,)):
+        module = sys.modules.get(getattr(klass, "__module__", ""), None)
+        default = getattr(module, name, None) if module else None
+        if isinstance(default, dict) and isinstance(default.get("type"), str):
+            if item.get("_delete_"):
+                return item
+            return {**default, **{k: v for k, v in item.items() if k != "_delete_"}}
+    return item
+
+
 def walk_model(cfg: dict, path: str = "model") -> tuple[Node | None, list[str]]:
     """Check a model config tree statically; returns its root :class:`Node`
     and the problems found (sentences naming the config key path)."""
@@ -127,6 +142,8 @@ def _walk_component(cfg: dict, registry, path: str, problems: list, top=False) -
             if not isinstance(item, dict):
                 continue
             reg = _registry_for(key)
+            if reg is not None and not isinstance(item.get("type"), str):
+                item = _over_default(component, key, item)  # a partial sub-config
             if reg is not None and isinstance(item.get("type"), str):
                 child = _walk_component(item, reg, where, problems)
                 if child is not None:

@@ -81,7 +81,7 @@ def voc_root(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory):
     """data_root of a generated 8-image 96 x 96 'val' split (shared by tests)."""
-    from toolbox.datasets._synthetic_gen import SyntheticSpec
+    from toolbox.datasets.synthetic_generation import SyntheticSpec
     from toolbox.datasets.synthetic import ensure_generated
 
     root = tmp_path_factory.mktemp("synthetic")

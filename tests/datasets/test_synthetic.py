@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolbox.datasets import _synthetic_gen as gen
+from toolbox.datasets import synthetic_generation as gen
 from toolbox.datasets.synthetic import ensure_generated
 from toolbox.errors import DataError
 from toolbox.registry import DATASETS

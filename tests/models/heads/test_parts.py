@@ -41,6 +41,17 @@ def test_loss_of_another_type_replaces_same_type_merges():
     assert type(other).__name__ == "CrossEntropyLoss"
 
 
+def test_delete_key_replaces_instead_of_merging():
+    default = dict(pos_iou_thr=0.5, neg_iou_thr=0.4, ignore_iof_thr=0.5)
+    assigner = with_defaults(dict(_delete_=True, pos_iou_thr=0.7, neg_iou_thr=0.3), default,
+                             MaxIoUAssigner, "Head.assigner")
+    assert (assigner.pos_iou_thr, assigner.ignore_iof_thr) == (0.7, -1)  # class default
+    focal = dict(type="FocalLoss", gamma=2.0, alpha=0.25, loss_weight=1.0)
+    loss = loss_with_defaults(dict(_delete_=True, type="FocalLoss", gamma=1.0), focal)
+    assert (loss.gamma, loss.alpha) == (1.0, type(loss)().alpha)
+    assert merge_cfg("Head", dict(a=1, b=2), dict(_delete_=True, b=3), "t") == dict(a=1, b=3)
+
+
 def test_plain_dict_config_accepts_the_default_keys_only():
     assert merge_cfg("Head", dict(a=1, b=2), dict(b=3), "test_cfg") == dict(a=1, b=3)
     with pytest.raises(ValueError, match=r"Head: unknown test_cfg key\(s\) \['c'\]; accepted"):

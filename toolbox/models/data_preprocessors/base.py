@@ -87,13 +87,14 @@ class BatchPreprocessor(BaseDataPreprocessor):
                              f"int, got {pad_size_divisor!r}")
         self.normalize = mean is not None
         if self.normalize:
-            mean_t = torch.tensor(mean, dtype=torch.float32).reshape(-1)
-            std_t = torch.tensor(std, dtype=torch.float32).reshape(-1)
-            if mean_t.numel() != std_t.numel():
+            mean_v, std_v = _floats(mean), _floats(std)  # checked in Python: the
+            if len(mean_v) != len(std_v):                 # meta device has no values
                 raise ValueError(f"{type(self).__name__}: 'mean' and 'std' need one value per "
                                  f"channel each, got {mean!r} and {std!r}")
-            if (std_t <= 0).any():
+            if any(v <= 0 for v in std_v):
                 raise ValueError(f"{type(self).__name__}: 'std' must be positive, got {std!r}")
+            mean_t = torch.tensor(mean_v, dtype=torch.float32)
+            std_t = torch.tensor(std_v, dtype=torch.float32)
             # not saved in checkpoints: they come from the config
             self.register_buffer("mean", mean_t, persistent=False)
             self.register_buffer("std", std_t, persistent=False)
@@ -143,3 +144,10 @@ class BatchPreprocessor(BaseDataPreprocessor):
                 else "mean=None, std=None")
         return (f"{norm}, bgr_to_rgb={self.bgr_to_rgb}, pad_size_divisor="
                 f"{self.pad_size_divisor}, pad_value={self.pad_value}")
+
+
+def _floats(values) -> list[float]:
+    """A scalar or a sequence of numbers as a flat list of floats."""
+    if isinstance(values, (int, float)):
+        return [float(values)]
+    return [float(v) for v in values]

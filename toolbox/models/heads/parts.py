@@ -9,7 +9,8 @@ are refused, listing the accepted ones: for parts built from a class
 constructor arguments, for plain dict configs (``test_cfg``) the default's
 keys. A loss config whose ``type`` differs from the default's *replaces* it
 (FocalLoss's ``gamma`` means nothing to EQLv2); the same type or no type
-merges. See docs/heads.md.
+merges. ``_delete_=True`` in a sub-config (mmengine's spelling for "replace,
+do not merge") replaces the default too. See docs/heads.md.
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def with_defaults(cfg, default: dict, cls, where: str, **fill):
     if cfg is not None and not isinstance(cfg, dict):
         raise TypeError(f"{where} must be a dict config or a {cls.__name__}, got {cfg!r}")
     cfg = dict(cfg or {})
+    if cfg.pop("_delete_", False):
+        return build_part(cfg, cls, where, **fill)
     replaced = {other for key in cfg for other in getattr(cls, "ALTERNATIVES", {}).get(key, ())}
     default = {k: v for k, v in default.items() if k not in replaced}
     return build_part({**default, **cfg}, cls, where, **fill)
@@ -69,8 +72,10 @@ def loss_with_defaults(cfg, default: dict) -> nn.Module:
         return cfg
     if cfg is None:
         return LOSSES.build(dict(default))
+    cfg = dict(cfg)
+    replace = cfg.pop("_delete_", False)
     kind = cfg.get("type", default.get("type"))
-    merged = {**default, **cfg} if kind == default.get("type") else dict(cfg)
+    merged = {**default, **cfg} if kind == default.get("type") and not replace else cfg
     return LOSSES.build(merged)
 
 
@@ -81,8 +86,10 @@ def build_loss(cfg) -> nn.Module:
 
 def merge_cfg(owner: str, base: dict, override: dict | None, what: str) -> dict:
     """``base`` updated with ``override``; keys ``base`` lacks are refused,
-    naming the head (``owner``) and the config (``what``)."""
-    unknown = set(override or {}) - set(base)
+    naming the head (``owner``) and the config (``what``). A plain dict config
+    needs every key, so ``_delete_`` (see the module docstring) is dropped."""
+    override = {k: v for k, v in (override or {}).items() if k != "_delete_"}
+    unknown = set(override) - set(base)
     if unknown:
         raise ValueError(f"{owner}: unknown {what} key(s) {sorted(unknown)}; "
                          f"accepted: {sorted(base)}")
