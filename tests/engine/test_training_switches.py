@@ -185,13 +185,14 @@ def test_cli_flags_set_the_config_keys(tmp_path):
     from toolbox.engine.launch import add_train_args
     import argparse
     args = add_train_args(argparse.ArgumentParser()).parse_args(
-        ["cfg.py", "--amp", "--ema", "0.001", "--accumulate", "2", "--auto-scale-lr",
+        ["cfg.py", "--amp", "--amp-fp32", "backbone", "neck", "--ema", "0.001", "--accumulate", "2", "--auto-scale-lr",
          "--base-batch-size", "32", "--save-best", "coco/bbox_mAP", "--early-stopping", "4",
          "--sync-bn"])
     from toolbox.engine.switches import apply_cli_switches
     cfg = toy_cfg(tmp_path / "c")
     apply_cli_switches(cfg, args)
     assert cfg.amp is True and cfg.ema == dict(momentum=0.001)
+    assert cfg.amp_fp32_modules == ["backbone", "neck"]
     assert cfg.optim_wrapper.accumulative_counts == 2
     assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=32)
     assert cfg.save_best == "coco/bbox_mAP" and cfg.early_stopping == dict(patience=4)
@@ -216,6 +217,23 @@ def test_amp_on_cpu_is_bf16_without_loss_scaling(tmp_path):
     cfg.optim_wrapper.dtype = "float16"
     with pytest.raises(ValueError, match="optim_wrapper.dtype"):
         train(cfg)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (bf16) path")
+def test_amp_fp32_modules_run_wholly_in_fp32(tmp_path):
+    import copy
+    runner = train(toy_cfg(tmp_path / "amp32", amp=True, amp_fp32_modules=["net"]))
+    model, wrapper = runner.model, runner.optim_wrapper
+    keys = set(model.state_dict())
+    with wrapper.optim_context(model):
+        assert model.net(torch.randn(2, 4)).dtype == torch.float32
+        assert copy.deepcopy(model).net(torch.randn(2, 4)).dtype == torch.float32  # EMA copies
+        assert torch.nn.Linear(4, 2)(torch.randn(2, 4)).dtype == torch.bfloat16  # others: bf16
+    assert set(model.state_dict()) == keys  # a class swap, not a wrapper
+    with pytest.raises(ValueError, match="amp_fp32_modules.*no submodule 'trunk'"):
+        train(toy_cfg(tmp_path / "bad", amp=True, amp_fp32_modules=["trunk"]))
+    with pytest.raises(ConfigArgumentError, match="amp_fp32_modules"):
+        configure_switches(toy_cfg(tmp_path / "str", amp=True, amp_fp32_modules="net"))
 
 
 def test_amp_key_errors(tmp_path):

@@ -101,6 +101,42 @@ def keep_fp32(model: nn.Module) -> int:
     return count
 
 
+_FP32_CLASSES: dict[type, type] = {}
+
+
+def _fp32_class(cls: type) -> type:
+    """A subclass of ``cls`` whose ``forward`` runs with autocast off and its
+    floating inputs in fp32 (made once per class; a class swap, not a wrapper,
+    so state-dict keys stay and ``deepcopy`` (EMA) keeps the behaviour)."""
+    if cls not in _FP32_CLASSES:
+        def forward(self, *args, **kwargs):
+            if not _autocast_on():
+                return cls.forward(self, *args, **kwargs)
+            with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+                return cls.forward(self, *to_fp32(args), **to_fp32(kwargs))
+        _FP32_CLASSES[cls] = type(cls.__name__, (cls,), {
+            "forward": forward, "__module__": cls.__module__,
+            "__doc__": f"{cls.__name__} run in fp32 under autocast (amp_fp32_modules)."})
+    return _FP32_CLASSES[cls]
+
+
+def run_in_fp32(model: nn.Module, names) -> list[str]:
+    """Run the submodules of ``model`` named in ``names`` (e.g. ``'backbone'``)
+    in fp32 under autocast (config key ``amp_fp32_modules``); returns them."""
+    done = []
+    for name in names or ():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            children = ", ".join(n for n, _ in model.named_children())
+            raise ValueError(f"config key 'amp_fp32_modules': the model has no submodule "
+                             f"'{name}'; its parts are: {children}") from None
+        if type(module) not in _FP32_CLASSES.values():
+            module.__class__ = _fp32_class(type(module))
+        done.append(name)
+    return done
+
+
 @OPTIM_WRAPPERS.register_module()
 class MixedPrecisionOptimWrapper(AmpOptimWrapper):
     """mmengine's ``AmpOptimWrapper`` on CUDA (fp16 and dynamic loss scaling by

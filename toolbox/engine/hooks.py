@@ -56,21 +56,28 @@ def hand_class_frequencies(model, dataset) -> int:
 
 class MixedPrecisionHook(Hook):
     """Keeps heads' outputs and losses in fp32 under autocast (``amp=True``;
-    see :mod:`toolbox.engine.amp`); added by the runner, not by configs."""
+    see :mod:`toolbox.engine.amp`), and runs the submodules named in
+    ``fp32_modules`` (config key ``amp_fp32_modules``) wholly in fp32; added
+    by the runner, not by configs."""
 
     priority = "VERY_HIGH"
 
+    def __init__(self, fp32_modules=()):
+        self.fp32_modules = tuple(fp32_modules or ())
+
     def before_run(self, runner) -> None:
-        from toolbox.engine.amp import keep_fp32
+        from toolbox.engine.amp import keep_fp32, run_in_fp32
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         count = keep_fp32(model)
+        run_in_fp32(model, self.fp32_modules)
         wrapper = runner.optim_wrapper
         if not isinstance(wrapper, OptimWrapper):  # testing: no optimizer is built
             return
         dtype = getattr(wrapper, "cast_dtype", None)
         print_log(f"mixed precision: {type(wrapper).__name__}, autocast dtype "
                   f"{dtype or 'float16'}; fp32 outputs/inputs kept for {count} head and "
-                  "loss module(s)", logger="current")
+                  f"loss module(s)" + (f"; run in fp32: {', '.join(self.fp32_modules)}"
+                                       if self.fp32_modules else ""), logger="current")
 
 
 class ProgressBarHook(Hook):

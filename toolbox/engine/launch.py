@@ -44,6 +44,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "training switches (each sets the config key named in brackets)")
     switches.add_argument("--amp", action="store_true",
                           help="mixed precision: fp16 + loss scaling on CUDA, bf16 on CPU [amp=True]")
+    switches.add_argument("--amp-fp32", nargs="+", metavar="MODULE",
+                          help="with --amp: run these submodules (e.g. backbone neck) in fp32 "
+                               "[amp_fp32_modules]")
     switches.add_argument("--ema", nargs="?", const=True, type=float, metavar="MOMENTUM",
                           help="keep an EMA of the weights, validate and save it "
                                "(default momentum 0.0002) [ema.momentum]")

@@ -6,6 +6,7 @@ Each flag only sets its config key (see :func:`apply_cli_switches`); then
 | config key | becomes |
 | --- | --- |
 | ``amp = True`` (or ``'float16'`` / ``'bfloat16'``) | ``optim_wrapper.type = 'MixedPrecisionOptimWrapper'`` (mmengine's ``AmpOptimWrapper``; bf16 on CPU) and the fp32 heads/losses of :mod:`toolbox.engine.amp` |
+| ``amp_fp32_modules = ['backbone']`` | with ``amp``: those submodules run wholly in fp32 (autocast off inside them) |
 | ``ema = True`` or ``dict(momentum=..., ema_type=..., ...)`` | mmengine's ``EMAHook`` (checkpointed and resumed with the model; validation and the saved ``state_dict`` use the EMA weights) |
 | ``optim_wrapper.accumulative_counts = k`` | mmengine's gradient accumulation (one optimizer step per ``k`` batches) |
 | ``auto_scale_lr = dict(enable=True, base_batch_size=B)`` | mmengine's linear LR scaling, by world size x batch size x ``accumulative_counts`` / ``B`` |
@@ -28,6 +29,8 @@ def apply_cli_switches(cfg, args) -> None:
     """Copy ``tools/train.py``'s switch flags into their config keys."""
     if getattr(args, "amp", False):
         cfg.amp = True
+    if getattr(args, "amp_fp32", None):
+        cfg.amp_fp32_modules = list(args.amp_fp32)
     if getattr(args, "ema", None) is not None:
         ema = cfg.get("ema")
         ema = dict(ema) if isinstance(ema, dict) else {}
@@ -200,10 +203,14 @@ def configure_switches(cfg, launcher: str = "none") -> dict:
     which are on (``amp``, ``ema``, ``accumulative_counts``, ...)."""
     import toolbox.engine.sync_bn  # noqa: F401 - registers the DDP wrapper
     amp = configure_amp(cfg)
+    fp32_modules = cfg.get("amp_fp32_modules", None) or ()
+    if isinstance(fp32_modules, str) or not all(isinstance(n, str) for n in fp32_modules):
+        raise ConfigArgumentError(f"config key 'amp_fp32_modules' is {fp32_modules!r}; expected "
+                                  "a list of submodule names, e.g. ['backbone', 'neck']")
     if amp:
         hooks = list(cfg.get("custom_hooks") or [])
         if not any(isinstance(h, dict) and h.get("type") == "MixedPrecisionHook" for h in hooks):
-            hooks.append(dict(type="MixedPrecisionHook"))
+            hooks.append(dict(type="MixedPrecisionHook", fp32_modules=list(fp32_modules)))
         cfg.custom_hooks = hooks
     _configure_ema(cfg)
     accumulation = _accumulation(cfg)

@@ -103,8 +103,9 @@ class ${Prefix}Net(Backbone):
 
     Contract (``toolbox_backbones``): ``forward(images [B, 3, H, W])`` returns
     a tuple with one map per ``out_indices`` entry, and the instance declares
-    ``out_channels`` / ``out_strides`` (one per output) and ``size_divisor``
-    so necks and heads get their inputs filled in. ``Backbone`` provides
+    them with ``declare_outputs(channels, strides, size_divisor=...)``, read
+    back as ``output_shape()`` (one ``FeatureSpec`` per map), so necks and
+    heads get their ``input_shape``. ``Backbone`` provides
     ``frozen_stages`` (stem = stage 0) and ``norm_eval`` from ``stages()``.
 
     Args:
@@ -124,9 +125,9 @@ class ${Prefix}Net(Backbone):
         self.layers = nn.ModuleList(_conv_bn_relu(chans[i], chans[i + 1], 2)
                                     for i in range(len(widths)))
         self.out_indices = tuple(out_indices)
-        self.out_channels = tuple(widths[i] for i in self.out_indices)
-        self.out_strides = tuple(2 ** (i + 2) for i in self.out_indices)
-        self.size_divisor = 2 ** (len(widths) + 1)
+        self.declare_outputs(channels=[widths[i] for i in self.out_indices],
+                             strides=[2 ** (i + 2) for i in self.out_indices],
+                             size_divisor=2 ** (len(widths) + 1))
 
     def stages(self):
         return [self.stem, *self.layers]
@@ -156,9 +157,9 @@ class ${Prefix}Neck(FPN):
     """FPN whose every output is multiplied by a spatial attention map
     ``sigmoid(conv_k([mean_c(x), max_c(x)]))`` (CBAM's spatial branch).
 
-    Contract (``toolbox_necks``): takes ``in_channels`` / ``in_strides``
-    (filled from the backbone's declarations), ``forward(tuple) -> tuple``,
-    declares ``out_channels`` / ``out_strides`` (FPN does).
+    Contract (``toolbox_necks``): takes ``input_shape`` (the backbone's
+    ``output_shape()``; ``in_channels`` / ``in_strides`` for direct use),
+    ``forward(tuple) -> tuple``, declares its outputs (FPN does).
 
     Args:
         kernel_size: odd size of the attention conv.
@@ -166,12 +167,12 @@ class ${Prefix}Neck(FPN):
             (``out_channels``, ``num_outs``, ``add_extra_convs``, ...).
     """
 
-    def __init__(self, in_channels, out_channels, in_strides, kernel_size=7, **fpn):
+    def __init__(self, kernel_size=7, **fpn):
         if kernel_size % 2 == 0 or kernel_size < 1:
             raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
-        super().__init__(in_channels, out_channels, in_strides, **fpn)
+        super().__init__(**fpn)
         self.gates = nn.ModuleList(nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
-                                   for _ in self.out_channels)
+                                   for _ in self.output_shape())
 
     def forward(self, feats):
         outs = super().forward(feats)
@@ -197,19 +198,20 @@ class ${Prefix}Head(RetinaHead):
 
     Contract (``toolbox_heads``): ``loss(feats, data_samples) -> dict`` (keys
     with ``loss`` are summed), ``predict(feats, data_samples)`` ->
-    ``list[InstanceData]`` (``bboxes`` in original-image coordinates,
-    ``scores``, ``labels``); ``in_channels`` / ``strides`` are filled from
-    the neck; ``num_classes`` must match the dataset.
+    ``list[InstanceData]`` (``bboxes`` in the network input's coordinates:
+    the detector maps them back to the original image, ``scores``,
+    ``labels``); takes ``input_shape`` (the neck's ``output_shape()``);
+    ``num_classes`` must match the dataset.
 
     Args:
         init_scale: the scales' start value.
         **retina: the arguments of :class:`RetinaHead`.
     """
 
-    def __init__(self, num_classes, in_channels, init_scale=1.0, **retina):
+    def __init__(self, num_classes, init_scale=1.0, **retina):
         if init_scale <= 0:
             raise ValueError(f"init_scale must be > 0, got {init_scale}")
-        super().__init__(num_classes, in_channels, **retina)
+        super().__init__(num_classes, **retina)
         self.scales = nn.Parameter(torch.full((len(self.strides),), float(init_scale)))
 
     def forward(self, feats):
@@ -404,6 +406,9 @@ num_classes = 6  # circle, square, triangle, star, hexagon, cross
 
 model = dict(
     type="SingleStageDetector",
+    # uint8 images in; normalised and padded on the model's device
+    data_preprocessor=dict(type="DetDataPreprocessor", mean=(123.675, 116.28, 103.53),
+                           std=(58.395, 57.12, 57.375), pad_size_divisor=32),
     backbone=$backbone,
     neck=$neck,
     bbox_head=dict(
@@ -423,15 +428,11 @@ train_pipeline = [
     dict(type="LoadImage"),
     dict(type="Resize", scale=(image_size, image_size), keep_ratio=True),
     dict(type="RandomFlip", prob=0.5),$transform
-    dict(type="Normalize"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 test_pipeline = [
     dict(type="LoadImage"),
     dict(type="Resize", scale=(image_size, image_size), keep_ratio=True),
-    dict(type="Normalize"),
-    dict(type="Pad", size_divisor=32),
     dict(type="PackDetInputs"),
 ]
 train_dataloader = dict(

@@ -17,12 +17,12 @@ def test_installed_as_a_distribution_with_an_entry_point():
 
 def test_components_build_from_config_dicts():
     backbone = BACKBONES.build(dict(type="TemplateNet", widths=(8, 16, 32)))
-    neck = NECKS.build(dict(type="TemplateNeck", in_channels=backbone.out_channels,
-                            in_strides=backbone.out_strides, out_channels=12))
+    neck = NECKS.build(dict(type="TemplateNeck", input_shape=backbone.output_shape(),
+                            out_channels=12))
     feats = neck(backbone(torch.randn(2, 3, 64, 64)))
-    assert [f.shape[-1] for f in feats] == [64 // s for s in backbone.out_strides]
-    assert backbone.out_strides == (4, 8, 16)
-    assert all(f.shape[1] == 12 for f in feats) and neck.out_channels == (12, 12, 12)
+    assert [f.shape[-1] for f in feats] == [64 // spec.stride for spec in backbone.output_shape()]
+    assert [spec.stride for spec in backbone.output_shape()] == [4, 8, 16]
+    assert all(f.shape[1] == 12 for f in feats) and [spec.channels for spec in neck.output_shape()] == [12, 12, 12]
 
 
 def test_loss_matches_the_formula_by_hand():

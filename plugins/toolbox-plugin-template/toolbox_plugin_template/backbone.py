@@ -12,8 +12,8 @@ def _conv_bn_relu(cin, cout, stride):
 class TemplateNet(Backbone):
     """Stem (stride 2) then ``len(widths)`` stride-2 stages.
 
-    Declares ``out_channels`` / ``out_strides`` for the selected
-    ``out_indices`` so necks and heads infer their inputs.
+    Declares its outputs (``declare_outputs``, read back as ``output_shape()``)
+    for the selected ``out_indices`` so necks and heads get their ``input_shape``.
     """
 
     def __init__(self, widths=(16, 32, 64), out_indices=(0, 1, 2), frozen_stages=-1,
@@ -26,9 +26,9 @@ class TemplateNet(Backbone):
         self.layers = nn.ModuleList(_conv_bn_relu(chans[i], chans[i + 1], 2)
                                     for i in range(len(widths)))
         self.out_indices = tuple(out_indices)
-        self.out_channels = tuple(widths[i] for i in self.out_indices)
-        self.out_strides = tuple(2 ** (i + 2) for i in self.out_indices)
-        self.size_divisor = 2 ** (len(widths) + 1)
+        self.declare_outputs(channels=[widths[i] for i in self.out_indices],
+                             strides=[2 ** (i + 2) for i in self.out_indices],
+                             size_divisor=2 ** (len(widths) + 1))
 
     def stages(self):
         return [self.stem, *self.layers]

@@ -16,8 +16,7 @@ def test_registered_through_its_entry_point():
 
 def test_declares_outputs_from_timm_feature_info():
     net = BACKBONES.build(dict(type="TimmBackbone", model_name="resnet18", out_indices=(2, 3, 4)))
-    assert net.out_channels == (128, 256, 512)
-    assert net.out_strides == (8, 16, 32)
+    assert [(s.channels, s.stride) for s in net.output_shape()] == [(128, 8), (256, 16), (512, 32)]
     outs = net.eval()(torch.randn(1, 3, 64, 96))
     assert [tuple(o.shape) for o in outs] == [(1, 128, 8, 12), (1, 256, 4, 6), (1, 512, 2, 3)]
 

@@ -12,7 +12,7 @@ from toolbox.models.backbones.base import Backbone
 class TimmBackbone(Backbone):
     """Wraps ``timm.create_model(model_name, features_only=True)``.
 
-    ``out_channels`` and ``out_strides`` come from timm's ``feature_info``.
+    The declared outputs (``output_shape()``) come from timm's ``feature_info``.
     Pretrained weights load only from a local file (``pretrained_file``: a
     state dict of the full timm model, e.g. saved with ``torch.save(
     model.state_dict(), path)``); timm filters the classifier itself.
@@ -44,9 +44,8 @@ class TimmBackbone(Backbone):
         self.model = timm.create_model(model_name, features_only=True,
                                        out_indices=tuple(out_indices), **kwargs)
         info = self.model.feature_info
-        self.out_channels = tuple(info.channels())
-        self.out_strides = tuple(info.reduction())
-        self.size_divisor = max(32, max(self.out_strides))
+        self.declare_outputs(channels=info.channels(), strides=info.reduction(),
+                             size_divisor=max(32, max(info.reduction())))
 
     def stages(self):
         return [m for _, m in self.model.named_children() if isinstance(m, nn.Module)]

@@ -6,9 +6,9 @@ mapped back to the original image (:meth:`BaseDetector._attach_predictions`).
 
 Detectors subclass :class:`BaseDetector` (one level) and add their heads
 and modes. The shared builders that used to live here (``build_component``,
-``build_trunk``, ``NeckChain``, ``declared``, ``build_preprocessor``,
-``follow_size_divisor``) moved to :mod:`toolbox.models.builder`; the old
-names still work for one release, with a DeprecationWarning.
+``build_trunk``, ``NeckChain``, ``declared``) moved to
+:mod:`toolbox.models.builder`; the old names still work for one release,
+with a DeprecationWarning.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from toolbox.structures import DetDataSample, boxes_to_original
 
 MODES = ("loss", "predict", "tensor")
 
-_MOVED_TO_BUILDER = ("NeckChain", "build_trunk", "build_preprocessor", "follow_size_divisor")
+_MOVED_TO_BUILDER = ("NeckChain", "build_trunk")
 
 
 def __getattr__(name: str):
