@@ -1,17 +1,5 @@
 """Deprecated alias of :mod:`toolbox.models.backbones.swin_blocks` (same names);
 removed in the next release."""
-from __future__ import annotations
+from toolbox.deprecation import moved_names
 
-import warnings
-
-_NEW = "toolbox.models.backbones.swin_blocks"
-
-
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from toolbox.models.backbones import swin_blocks as moved
-    value = getattr(moved, name)
-    warnings.warn(f"{__name__}.{name} is deprecated; import it from {_NEW}",
-                  DeprecationWarning, stacklevel=2)
-    return value
+__getattr__ = moved_names(__name__, "toolbox.models.backbones.swin_blocks")

@@ -10,24 +10,12 @@
 
 Importing a name from here still works for one release and warns.
 """
-from __future__ import annotations
+from toolbox.deprecation import moved_names
 
-import importlib
-import warnings
-
-_MOVED = {
+__getattr__ = moved_names(__name__, {
     **{name: "toolbox.models.heads.parts" for name in (
         "build_part", "build_loss", "ground_truth", "regression_pair", "flatten_levels",
         "sample_metas", "merge_cfg")},
     **{name: "toolbox.structures.box_mapping" for name in (
         "boxes_to_original", "flip_boxes", "scale_factor_of")},
-}
-
-
-def __getattr__(name: str):
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    target = _MOVED[name]
-    warnings.warn(f"toolbox.models.heads._common.{name} is deprecated; use {target}.{name}",
-                  DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(target), name)
+})
