@@ -10,8 +10,8 @@ import torch
 from mmengine.structures import InstanceData
 
 from toolbox.apis import CheckpointMismatchError, Inferencer
-from toolbox.apis.drawing import draw_sample, palette
-from toolbox.datasets._synthetic_gen import CLASSES
+from toolbox.utils.drawing import draw_sample, palette
+from toolbox.datasets.synthetic_generation import CLASSES
 from toolbox.structures import DetDataSample
 from toolbox.structures.seg_data_sample import SegDataSample
 
