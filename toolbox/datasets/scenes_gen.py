@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from toolbox.datasets.synthetic_generation import voc_xml
 from toolbox.datasets.scenes_draw import background, distractors, fill_object, shape_mask
 from toolbox.errors import DataError
 
@@ -249,22 +250,6 @@ def _rle(obj, h: int, w: int) -> dict:
     return dict(size=[int(h), int(w)], counts=rle["counts"].decode("ascii"))
 
 
-def _voc_xml(name: str, h: int, w: int, objects: list) -> str:
-    parts = [f"<annotation>\n\t<folder>JPEGImages</folder>\n\t<filename>{name}.jpg</filename>\n"
-             f"\t<source><database>toolbox synthetic scenes</database></source>\n"
-             f"\t<size><width>{w}</width><height>{h}</height><depth>3</depth></size>\n"
-             f"\t<segmented>1</segmented>\n"]
-    for o in objects:
-        x1, y1, x2, y2 = o["bbox"]  # continuous 0-based -> 1-based inclusive
-        parts.append(f"\t<object>\n\t\t<name>{CLASSES[o['label']]}</name>\n"
-                     f"\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
-                     f"\t\t<difficult>{int(o['iscrowd'])}</difficult>\n\t\t<bndbox>"
-                     f"<xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2}</xmax>"
-                     f"<ymax>{y2}</ymax></bndbox>\n\t</object>\n")
-    parts.append("</annotation>\n")
-    return "".join(parts)
-
-
 def _render_one(spec: SceneSpec, out_dir: str, i: int, labels: list, crowded: bool,
                 with_crowd: bool) -> dict:
     """Draw image ``i``, write its JPEG, class PNG and VOC XML; return its record."""
@@ -279,7 +264,7 @@ def _render_one(spec: SceneSpec, out_dir: str, i: int, labels: list, crowded: bo
     _write(os.path.join(out_dir, "SegmentationClass", name + ".png"),
            cv2.imencode(".png", lut[owner])[1].tobytes())
     _write(os.path.join(out_dir, "Annotations", name + ".xml"),
-           _voc_xml(name, h, w, objects).encode())
+           voc_xml(name, h, w, objects, CLASSES, "toolbox synthetic scenes").encode())
     anns = [dict(label=o["label"], bbox=o["bbox"], area=o["area"], iscrowd=o["iscrowd"],
                  overlaps=o["overlaps"], visible=o["visible"] / o["area"],
                  rle=_rle(o, h, w)) for o in objects]

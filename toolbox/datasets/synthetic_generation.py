@@ -329,18 +329,20 @@ def _place(rng, spec, kind, size, owner, objects):
 # writing
 
 
-def _voc_xml(name: str, size: int, objects: list) -> str:
+def voc_xml(name: str, height: int, width: int, objects: list, classes, database: str) -> str:
+    """One image's VOC XML: boxes continuous 0-based -> 1-based inclusive;
+    an object with ``iscrowd`` is written ``difficult``."""
     parts = [f"<annotation>\n\t<folder>JPEGImages</folder>\n\t<filename>{name}.jpg</filename>\n"
-             f"\t<source><database>toolbox synthetic shapes</database></source>\n"
-             f"\t<size><width>{size}</width><height>{size}</height><depth>3</depth></size>\n"
+             f"\t<source><database>{database}</database></source>\n"
+             f"\t<size><width>{width}</width><height>{height}</height><depth>3</depth></size>\n"
              f"\t<segmented>1</segmented>\n"]
     for o in objects:
-        x1, y1, x2, y2 = o["bbox"]  # continuous 0-based -> 1-based inclusive
-        parts.append(f"\t<object>\n\t\t<name>{CLASSES[o['label']]}</name>\n"
+        x1, y1, x2, y2 = o["bbox"]
+        parts.append(f"\t<object>\n\t\t<name>{classes[o['label']]}</name>\n"
                      f"\t\t<pose>Unspecified</pose>\n\t\t<truncated>0</truncated>\n"
-                     f"\t\t<difficult>0</difficult>\n\t\t<bndbox><xmin>{x1 + 1}</xmin>"
-                     f"<ymin>{y1 + 1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox>\n"
-                     f"\t</object>\n")
+                     f"\t\t<difficult>{int(o.get('iscrowd', 0))}</difficult>\n\t\t<bndbox>"
+                     f"<xmin>{x1 + 1}</xmin><ymin>{y1 + 1}</ymin><xmax>{x2}</xmax>"
+                     f"<ymax>{y2}</ymax></bndbox>\n\t</object>\n")
     parts.append("</annotation>\n")
     return "".join(parts)
 
@@ -358,7 +360,8 @@ def _render_one(spec: SyntheticSpec, out_dir: str, i: int, wanted: list[int]) ->
     _write(os.path.join(out_dir, "SegmentationClass", name + ".png"),
            cv2.imencode(".png", class_map)[1].tobytes())
     _write(os.path.join(out_dir, "Annotations", name + ".xml"),
-           _voc_xml(name, spec.image_size, objects).encode())
+           voc_xml(name, spec.image_size, spec.image_size, objects, CLASSES,
+                   "toolbox synthetic shapes").encode())
     return objects
 
 
