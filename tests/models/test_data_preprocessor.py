@@ -166,3 +166,36 @@ def test_old_collate_module_and_arguments_are_deprecated():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         det_collate([det_item(5, 6, 0)])
+
+
+def test_channels_last_same_values_nhwc_memory_and_same_detector_loss():
+    batch = [det_item(50, 70, 1), det_item(64, 64, 2)]
+    plain = build(pad_size_divisor=32, **IMAGENET)(det_collate(copy.deepcopy(batch)))["inputs"]
+    nhwc = build(pad_size_divisor=32, channels_last=True, **IMAGENET)(det_collate(batch))["inputs"]
+    assert torch.equal(plain, nhwc) and not plain.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc.is_contiguous(memory_format=torch.channels_last)
+    # the quickstart detector (MobileNetV3 + FPN + RetinaHead) fed NHWC gives the
+    # NCHW losses and gradients to float rounding
+    from mmengine.config import Config
+
+    from toolbox.testing.data import det_batch
+    cfg = Config.fromfile("configs/_base_/models/retinanet_mobilenetv3_fpn.py").model
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    inputs, samples = det_batch(batch=2, size=(96, 96), num_classes=6)
+    results = []
+    for channels_last in (False, True):
+        model.zero_grad()
+        model.data_preprocessor.channels_last = channels_last
+        data = model.data_preprocessor(dict(inputs=list(inputs * 50 + 120),
+                                            data_samples=copy.deepcopy(samples)), True)
+        assert data["inputs"].is_contiguous(memory_format=torch.channels_last) == channels_last
+        loss, _ = model.parse_losses(model(**data, mode="loss"))
+        loss.backward()
+        results.append((loss.detach(), model.backbone.conv1.weight.grad.clone()
+                        if hasattr(model.backbone, "conv1") else
+                        next(model.backbone.parameters()).grad.clone()))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    assert torch.allclose(loss_a, loss_b, rtol=1e-5), (loss_a, loss_b)
+    assert ((grad_a - grad_b).norm() / grad_a.norm()) < 1e-4  # summation order only

@@ -31,21 +31,31 @@ class DetDataPreprocessor(BatchPreprocessor):
     ``mean=None, std=None`` (the default) does not normalise: for pipelines
     that normalise themselves (the reference configs, where torchvision
     normalises before resizing).
+
+    ``channels_last=True`` hands the batch over in NHWC memory order (same
+    values and shape): convolutions, and so the whole network, then run in
+    oneDNN's / cuDNN's channels-last kernels, which on a CPU cut a
+    MobileNetV3 detector's training step by about a fifth (depthwise
+    convolutions' backward above all; benchmarks/results_quickstart_profile_cpu.md).
+    Results match the NCHW run to float rounding.
     """
 
     def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  bgr_to_rgb: bool = False, pad_size_divisor: int = 1, pad_value: float = 0.0,
-                 pad_mask: bool = True, non_blocking: bool = False):
+                 pad_mask: bool = True, non_blocking: bool = False, channels_last: bool = False):
         super().__init__(mean=mean, std=std, bgr_to_rgb=bgr_to_rgb,
                          pad_size_divisor=pad_size_divisor, pad_value=pad_value,
                          non_blocking=non_blocking)
         self.pad_mask = bool(pad_mask)
+        self.channels_last = bool(channels_last)
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
         inputs = data["inputs"]
         _check_images(inputs)
         batch = self.batch_inputs(inputs)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         samples = data.get("data_samples")
         if samples is not None:
             self._complete_samples(samples, inputs, batch)
