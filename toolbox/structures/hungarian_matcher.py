@@ -10,6 +10,12 @@ with ``p_i`` the softmax over the ``C + 1`` logits and boxes normalised
 one-to-one assignment of least total cost is found by
 ``scipy.optimize.linear_sum_assignment``; predictions left unmatched are
 "no object".
+
+With ``class_cost='focal'`` (Deformable DETR / DINO, for heads trained with
+a sigmoid focal loss) the logits are ``[Q, C]`` sigmoid logits without a
+"no object" class and the class term is the focal loss of the positive
+minus that of the negative at the ground-truth class:
+``alpha (1 - p)^gamma (-log p) - (1 - alpha) p^gamma (-log(1 - p))``.
 """
 from __future__ import annotations
 
@@ -28,9 +34,21 @@ class HungarianMatcher:
         cost_class: weight of ``-prob[class]`` (1 in DETR).
         cost_bbox: weight of the L1 distance of normalised cx, cy, w, h (5).
         cost_giou: weight of ``-GIoU`` (2).
+        class_cost: ``'softmax'`` (DETR, default) or ``'focal'`` (module docstring).
+        focal_alpha / focal_gamma: the focal class cost's alpha (0.25) and gamma (2).
     """
 
-    def __init__(self, cost_class: float = 1.0, cost_bbox: float = 5.0, cost_giou: float = 2.0):
+    CLASS_COSTS = ("softmax", "focal")
+
+    def __init__(self, cost_class: float = 1.0, cost_bbox: float = 5.0, cost_giou: float = 2.0,
+                 class_cost: str = "softmax", focal_alpha: float = 0.25,
+                 focal_gamma: float = 2.0):
+        if class_cost not in self.CLASS_COSTS:
+            raise ValueError(f"HungarianMatcher: 'class_cost' must be one of {self.CLASS_COSTS}, "
+                             f"got {class_cost!r}")
+        self.class_cost = class_cost
+        self.focal_alpha = float(focal_alpha)
+        self.focal_gamma = float(focal_gamma)
         weights = dict(cost_class=cost_class, cost_bbox=cost_bbox, cost_giou=cost_giou)
         for name, value in weights.items():
             if not isinstance(value, (int, float)) or value < 0:
@@ -46,8 +64,13 @@ class HungarianMatcher:
                     gt_boxes: Tensor) -> Tensor:
         """``[Q, N]`` cost of prediction ``q`` taking ground truth ``n``
         (``boxes``/``gt_boxes``: normalised cx, cy, w, h)."""
-        prob = cls_logits.softmax(-1)
-        cost = -prob[:, gt_labels] * self.cost_class
+        if self.class_cost == "focal":
+            prob = cls_logits.sigmoid()[:, gt_labels]
+            pos = self.focal_alpha * (1 - prob) ** self.focal_gamma * -(prob + 1e-8).log()
+            neg = (1 - self.focal_alpha) * prob ** self.focal_gamma * -(1 - prob + 1e-8).log()
+            cost = (pos - neg) * self.cost_class
+        else:
+            cost = -cls_logits.softmax(-1)[:, gt_labels] * self.cost_class
         cost = cost + torch.cdist(boxes, gt_boxes, p=1) * self.cost_bbox
         giou = generalized_box_iou(box_convert(boxes, "cxcywh", "xyxy"),
                                    box_convert(gt_boxes, "cxcywh", "xyxy"))
@@ -72,9 +95,10 @@ class HungarianMatcher:
         if gt_labels.numel() == 0:
             empty = torch.empty(0, dtype=torch.long, device=device)
             return empty, empty.clone()
-        if gt_labels.min() < 0 or gt_labels.max() >= cls_logits.shape[1] - 1:
+        num_classes = cls_logits.shape[1] - (self.class_cost == "softmax")
+        if gt_labels.min() < 0 or gt_labels.max() >= num_classes:
             raise ValueError(f"HungarianMatcher: 'gt_labels' must lie in [0, "
-                             f"{cls_logits.shape[1] - 1}) (the last logit is 'no object'), got "
+                             f"{num_classes}) (softmax: the last logit is 'no object'), got "
                              f"[{int(gt_labels.min())}, {int(gt_labels.max())}]")
         cost = self.cost_matrix(cls_logits.float(), boxes.float(), gt_labels, gt_boxes.float())
         rows, cols = linear_sum_assignment(cost.cpu().numpy())
@@ -82,5 +106,8 @@ class HungarianMatcher:
                 torch.as_tensor(cols, dtype=torch.long, device=device))
 
     def __repr__(self) -> str:
+        extra = "" if self.class_cost == "softmax" else (
+            f", class_cost='focal', focal_alpha={self.focal_alpha}, "
+            f"focal_gamma={self.focal_gamma}")
         return (f"HungarianMatcher(cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, "
-                f"cost_giou={self.cost_giou})")
+                f"cost_giou={self.cost_giou}{extra})")

@@ -22,6 +22,27 @@ Loss contract (so a plugin's losses can replace them from the config):
 ``loss_bbox(pred [K, 4], target [K, 4], avg_factor=num_boxes)`` on
 normalised cx, cy, w, h; ``loss_iou`` the same on normalised x1, y1, x2, y2.
 The transformer can be swapped too (see ``transformer`` below).
+
+Options that speed up convergence (docs/detr.md), all off by default (then
+the numerics are the paper's):
+
+* ``query=dict(type='anchor_box', ...)``: DAB-DETR's learnable anchor boxes
+  as positional queries with iterative box refinement and Conditional
+  DETR's spatial scaling (:mod:`toolbox.models.layers.detr_anchor_queries`);
+  needs the built-in :class:`DETRTransformer`.
+* ``denoising=dict(num_groups=, box_noise_scale=, label_noise_ratio=)``:
+  DN-DETR's noised ground-truth queries during training
+  (:mod:`toolbox.models.layers.detr_denoising`), losses ``dn.loss_*`` (and
+  ``d{i}.dn.loss_*``) without matching; needs anchor-box queries.
+* ``query_selection=dict(proposal_wh=0.1)``: DINO's mixed query selection
+  (:mod:`toolbox.models.layers.detr_query_selection`): the top-k encoder
+  tokens' proposals initialise the anchors, trained by ``enc.loss_*``;
+  needs anchor-box queries.
+* a sigmoid classification loss (``loss_cls=dict(type='FocalLoss', ...)``,
+  any loss with ``use_sigmoid = True``): ``C`` logits without "no object"
+  (bias initialised to a 0.01 prior), focal matching cost by default
+  (``matcher.class_cost='focal'``), loss normalised by the number of gt
+  boxes, sigmoid scores at test time (Deformable DETR / DINO).
 """
 from __future__ import annotations
 
@@ -39,6 +60,9 @@ from torchvision.ops import box_convert
 from toolbox.models.heads.dense import graph_zero
 from toolbox.models.heads.parts import (ground_truth, loss_with_defaults, merge_cfg,
                                         resolve_input_shape, sample_metas, with_defaults)
+from toolbox.models.layers.detr_anchor_queries import AnchorBoxQueries
+from toolbox.models.layers.detr_denoising import DenoisingQueries
+from toolbox.models.layers.detr_query_selection import EncoderQuerySelection
 from toolbox.models.layers.detr_transformer import DETRTransformer
 from toolbox.models.layers.positional_encoding import build_positional_encoding
 from toolbox.registry import HEADS, check_arguments
@@ -54,6 +78,7 @@ DEFAULT_LOSS_IOU = dict(type="GIoULoss", loss_weight=2.0)
 DEFAULT_MATCHER = dict(cost_class=1.0, cost_bbox=5.0, cost_giou=2.0)
 DEFAULT_TEST_CFG = dict(max_per_img=100, one_label_per_query=False, clip_boxes=True)
 PADDING_MASKS = ("cover", "nearest")
+QUERY_TYPES = ("embedding", "anchor_box")
 
 
 class MLP(nn.Module):
@@ -131,6 +156,15 @@ class DETRHead(BaseModule):
             maps them back unclipped too).
         input_shape: :class:`FeatureSpec` of the map the head reads (the
             last one is used).
+        query: None or ``dict(type='embedding')``: DETR's learned query
+            embeddings; ``dict(type='anchor_box', conditional_scale=True,
+            random_xy=False, init_wh=0.1)``: :class:`AnchorBoxQueries`.
+        denoising: None (off) or :class:`DenoisingQueries` arguments
+            (``num_groups``, ``box_noise_scale``, ``label_noise_ratio``);
+            training only, needs ``query=dict(type='anchor_box')``.
+        query_selection: None (off) or ``dict(proposal_wh=0.1, content='static',
+            gt_repeats=1)``:
+            :class:`EncoderQuerySelection`; needs anchor-box queries.
     """
 
     def __init__(self, num_classes: int, in_channels: int | Sequence[int] | None = None,
@@ -140,7 +174,9 @@ class DETRHead(BaseModule):
                  loss_cls: dict | None = None, loss_bbox: dict | None = None,
                  loss_iou: dict | None = None, eos_coef: float = 0.1, aux_loss: bool = True,
                  padding_mask: str = "cover", test_cfg: dict | None = None,
-                 input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None):
+                 input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None,
+                 query: dict | None = None, denoising: dict | None = None,
+                 query_selection: dict | None = None):
         super().__init__(init_cfg=init_cfg)
         if input_shape is not None:
             input_shape = tuple(input_shape)[-1:]
@@ -179,8 +215,11 @@ class DETRHead(BaseModule):
                              f"from 'embed_dims' {embed_dims}")
         self.positional_encoding = build_positional_encoding(
             positional_encoding or dict(type="sine"), embed_dims // 2)
-        self.matcher = with_defaults(matcher, DEFAULT_MATCHER, HungarianMatcher, "DETRHead.matcher")
         self.loss_cls = loss_with_defaults(loss_cls, DEFAULT_LOSS_CLS)
+        self.use_sigmoid = bool(getattr(self.loss_cls, "use_sigmoid", False))
+        default_matcher = dict(DEFAULT_MATCHER, class_cost="focal") if self.use_sigmoid \
+            else DEFAULT_MATCHER
+        self.matcher = with_defaults(matcher, default_matcher, HungarianMatcher, "DETRHead.matcher")
         self.loss_bbox = loss_with_defaults(loss_bbox, DEFAULT_LOSS_BBOX)
         self.loss_iou = loss_with_defaults(loss_iou, DEFAULT_LOSS_IOU)
         class_weight = torch.ones(num_classes + 1)
@@ -188,9 +227,49 @@ class DETRHead(BaseModule):
         self.register_buffer("class_weight", class_weight, persistent=False)
 
         self.input_proj = nn.Conv2d(in_channels, embed_dims, kernel_size=1)
-        self.query_embed = nn.Embedding(num_queries, embed_dims)
-        self.class_embed = nn.Linear(embed_dims, num_classes + 1)
+        query = dict(query or {})
+        self.query_type = query.pop("type", "embedding")
+        if self.query_type not in QUERY_TYPES:
+            raise ValueError(f"DETRHead: query type must be one of {QUERY_TYPES}, "
+                             f"got {self.query_type!r}")
+        if self.query_type == "embedding":
+            if query:
+                raise ValueError(f"DETRHead: query type 'embedding' takes no arguments, "
+                                 f"got {sorted(query)}")
+            self.query_embed = nn.Embedding(num_queries, embed_dims)
+        else:
+            if not isinstance(self.transformer, DETRTransformer):
+                raise ValueError("DETRHead: query type 'anchor_box' needs the built-in "
+                                 "DETRTransformer")
+            query.update(num_queries=num_queries, d_model=embed_dims)
+            check_arguments(AnchorBoxQueries, query, "DETRHead.query")
+            self.anchor_queries = AnchorBoxQueries(**query)
+        self.denoising = None
+        if denoising is not None:
+            if self.query_type != "anchor_box":
+                raise ValueError("DETRHead: 'denoising' needs query=dict(type='anchor_box') "
+                                 "(DN-DETR's queries are anchor boxes)")
+            denoising = dict(denoising, num_classes=num_classes, d_model=embed_dims)
+            check_arguments(DenoisingQueries, denoising, "DETRHead.denoising")
+            self.denoising = DenoisingQueries(**denoising)
+        self.query_selection = None
+        if query_selection is not None:
+            if self.query_type != "anchor_box":
+                raise ValueError("DETRHead: 'query_selection' needs query=dict(type='anchor_box')")
+            query_selection = dict(query_selection, d_model=embed_dims,
+                                   num_cls_outputs=num_classes + (not self.use_sigmoid),
+                                   num_queries=num_queries, sigmoid=self.use_sigmoid)
+            check_arguments(EncoderQuerySelection, query_selection, "DETRHead.query_selection")
+            self.query_selection = EncoderQuerySelection(**query_selection)
+            if self.use_sigmoid:
+                nn.init.constant_(self.query_selection.cls_head.bias, -math.log((1 - 0.01) / 0.01))
+        self.class_embed = nn.Linear(embed_dims, num_classes + (not self.use_sigmoid))
         self.bbox_embed = MLP(embed_dims, embed_dims, 4, num_layers=3)
+        if self.use_sigmoid:
+            nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
+        if self.query_type == "anchor_box":  # refinement starts at the anchors (DAB-DETR)
+            nn.init.zeros_(self.bbox_embed.layers[-1].weight)
+            nn.init.zeros_(self.bbox_embed.layers[-1].bias)
 
     # ------------------------------------------------------------------ forward
     @staticmethod
@@ -253,13 +332,98 @@ class DETRHead(BaseModule):
                      else self.nearest_padding_mask)
         mask = make_mask(feat, batch_img_metas)
         pos = self.positional_encoding(mask).to(feat.dtype)
-        hs, _ = self.transformer(self.input_proj(feat), mask, self.query_embed.weight, pos)
-        return self.class_embed(hs), self.bbox_embed(hs).sigmoid()
+        if self.query_type == "embedding":
+            hs, _ = self.transformer(self.input_proj(feat), mask, self.query_embed.weight, pos)
+            return self.class_embed(hs), self.bbox_embed(hs).sigmoid()
+        cls, boxes, _ = self._anchor_forward(self.input_proj(feat), mask, pos, None)
+        return cls, boxes
+
+    def _anchor_forward(self, src: Tensor, mask: Tensor, pos: Tensor, dn,
+                        encoder_outputs: list | None = None):
+        """Anchor-box queries (with ``dn`` denoising queries in front): class
+        logits and boxes of the matching queries [L, B, Q, *] and, with
+        ``dn``, of the denoising ones (None otherwise). With query selection,
+        the token predictions (logits [B, HW, K], boxes [B, HW, 4]) are
+        appended to ``encoder_outputs`` when it is given."""
+        mask_2d = mask
+        memory, mask, pos = self.transformer.encode(src, mask, pos)
+        batch = src.shape[0]
+        if self.query_selection is not None:
+            enc_cls, enc_boxes, ref, tgt = self.query_selection(memory, mask_2d)
+            if encoder_outputs is not None:
+                encoder_outputs.extend((enc_cls, enc_boxes))
+        else:
+            ref = self.anchor_queries.anchor_logits()[:, None, :].expand(-1, batch, -1)
+            tgt = None
+        if tgt is None:
+            tgt = ref.new_zeros(ref.shape[0], batch, self.embed_dims)
+        attn_mask = None
+        if dn is not None:
+            tgt = torch.cat((dn.content.to(tgt.dtype), tgt))
+            ref = torch.cat((dn.ref_logits.to(ref.dtype), ref))
+            attn_mask = dn.attn_mask
+        hs, boxes = self.anchor_queries.decode(self.transformer.decoder, tgt, ref, memory, mask,
+                                               pos, self.bbox_embed, self_attn_mask=attn_mask)
+        cls = self.class_embed(hs)
+        if dn is None:
+            return cls, boxes, None
+        k = dn.num_dn
+        return cls[:, :, k:], boxes[:, :, k:], (cls[:, :, :k], boxes[:, :, :k])
 
     # --------------------------------------------------------------------- loss
     def loss(self, feats: Sequence[Tensor], data_samples) -> dict[str, Tensor]:
-        all_cls, all_boxes = self(feats, [s.metainfo for s in data_samples])
-        return self.loss_by_feat(all_cls, all_boxes, data_samples)
+        metas = [s.metainfo for s in data_samples]
+        if self.denoising is None and self.query_selection is None:
+            all_cls, all_boxes = self(feats, metas)
+            return self.loss_by_feat(all_cls, all_boxes, data_samples)
+        feat = feats[-1]
+        mask = (self.padding_mask if self.padding_mask_mode == "cover"
+                else self.nearest_padding_mask)(feat, metas)
+        pos = self.positional_encoding(mask).to(feat.dtype)
+        targets = self._targets(data_samples, feat.device)
+        dn = None if self.denoising is None else self.denoising(targets, self.num_queries)
+        encoder_outputs = []
+        all_cls, all_boxes, dn_out = self._anchor_forward(self.input_proj(feat), mask, pos, dn,
+                                                          encoder_outputs)
+        losses = self.loss_by_feat(all_cls, all_boxes, data_samples)
+        if encoder_outputs:
+            repeats = self.query_selection.gt_repeats
+            enc_targets = [(labels.repeat(repeats), boxes.repeat(repeats, 1))
+                           for labels, boxes in targets]
+            num_boxes = self._num_boxes(enc_targets, feat.device)
+            parts = self.loss_single(*encoder_outputs, enc_targets, num_boxes)
+            losses.update({"enc." + k: v for k, v in parts.items()})
+        if dn_out is not None:
+            losses.update(self.denoising_losses(*dn_out, dn, targets))
+        return losses
+
+    def denoising_losses(self, dn_cls: Tensor, dn_boxes: Tensor, dn, targets
+                         ) -> dict[str, Tensor]:
+        """DN-DETR's reconstruction losses (no matching): every valid
+        denoising query against the ground truth it was made from, per
+        decoder layer, prefixed ``dn.`` (``d{i}.dn.`` for earlier layers)."""
+        labels = torch.cat([t[0][dn.gt_index[i][dn.valid[i]]] for i, t in enumerate(targets)])
+        gt = torch.cat([t[1][dn.gt_index[i][dn.valid[i]]] for i, t in enumerate(targets)])
+        num_boxes = self._num_boxes(targets, dn_cls.device) * dn.num_groups
+        num_layers = dn_cls.shape[0]
+        layers = range(num_layers) if self.aux_loss else [num_layers - 1]
+        losses = {}
+        for layer in layers:
+            logits = dn_cls[layer][dn.valid]
+            pred = dn_boxes[layer][dn.valid]
+            if self.use_sigmoid:
+                loss_cls = self.loss_cls(logits, labels, avg_factor=num_boxes)
+            else:
+                weight = self.class_weight[labels]
+                loss_cls = self.loss_cls(logits, labels, weight=weight,
+                                         avg_factor=float(weight.sum()))
+            prefix = ("" if layer == num_layers - 1 else f"d{layer}.") + "dn."
+            losses[prefix + "loss_cls"] = loss_cls
+            losses[prefix + "loss_bbox"] = self.loss_bbox(pred, gt, avg_factor=num_boxes)
+            losses[prefix + "loss_iou"] = self.loss_iou(box_convert(pred, "cxcywh", "xyxy"),
+                                                       box_convert(gt, "cxcywh", "xyxy"),
+                                                       avg_factor=num_boxes)
+        return losses
 
     @staticmethod
     def _image_wh(meta: dict) -> tuple[float, float]:
@@ -318,9 +482,13 @@ class DETRHead(BaseModule):
             pred_matched.append(boxes[i, query_idx])
             gt_matched.append(gt_boxes[gt_idx])
         target_classes = target_classes.flatten()
-        weight = self.class_weight[target_classes]
-        loss_cls = self.loss_cls(cls_logits.flatten(0, 1), target_classes, weight=weight,
-                                 avg_factor=float(weight.sum()))
+        if self.use_sigmoid:  # C = background; normalised by the gt boxes (Deformable DETR)
+            loss_cls = self.loss_cls(cls_logits.flatten(0, 1), target_classes,
+                                     avg_factor=num_boxes)
+        else:
+            weight = self.class_weight[target_classes]
+            loss_cls = self.loss_cls(cls_logits.flatten(0, 1), target_classes, weight=weight,
+                                     avg_factor=float(weight.sum()))
         pred = torch.cat(pred_matched)
         gt = torch.cat(gt_matched)
         loss_bbox = self.loss_bbox(pred, gt, avg_factor=num_boxes)
@@ -360,7 +528,7 @@ class DETRHead(BaseModule):
 
     def _top_pairs(self, cls_logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(scores, labels, query index) of one image's kept (query, class) pairs."""
-        probs = cls_logits.softmax(-1)[:, :-1]
+        probs = cls_logits.sigmoid() if self.use_sigmoid else cls_logits.softmax(-1)[:, :-1]
         if self.test_cfg["one_label_per_query"]:
             scores, labels = probs.max(-1)
             k = min(self.test_cfg["max_per_img"], scores.numel())

@@ -70,7 +70,12 @@ class DETREncoderLayer(_FeedForward):
 
 
 class DETRDecoderLayer(_FeedForward):
-    """Self-attention among queries, cross-attention to the memory, FFN."""
+    """Self-attention among queries, cross-attention to the memory, FFN.
+
+    ``self_attn_mask`` ([N, N] bool, True = blocked; None by default) keeps
+    queries from seeing others (DN-DETR's denoising groups);
+    ``cross_query_pos`` (None: ``query_pos``) is the positional query of the
+    cross-attention alone (Conditional DETR's spatial query)."""
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,
                  dropout: float = 0.1, activation: str = "relu"):
@@ -86,11 +91,14 @@ class DETRDecoderLayer(_FeedForward):
         self.dropout3 = nn.Dropout(dropout)
 
     def forward(self, tgt: Tensor, memory: Tensor, memory_key_padding_mask: Tensor | None = None,
-                pos: Tensor | None = None, query_pos: Tensor | None = None) -> Tensor:
+                pos: Tensor | None = None, query_pos: Tensor | None = None,
+                self_attn_mask: Tensor | None = None,
+                cross_query_pos: Tensor | None = None) -> Tensor:
         q = k = _with_pos(tgt, query_pos)
-        attended = self.self_attn(q, k, tgt, need_weights=False)[0]
+        attended = self.self_attn(q, k, tgt, attn_mask=self_attn_mask, need_weights=False)[0]
         tgt = self.norm1(tgt + self.dropout1(attended))
-        attended = self.multihead_attn(_with_pos(tgt, query_pos), _with_pos(memory, pos), memory,
+        cross_pos = query_pos if cross_query_pos is None else cross_query_pos
+        attended = self.multihead_attn(_with_pos(tgt, cross_pos), _with_pos(memory, pos), memory,
                                        key_padding_mask=memory_key_padding_mask,
                                        need_weights=False)[0]
         tgt = self.norm2(tgt + self.dropout2(attended))
@@ -164,14 +172,27 @@ class DETRTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor, pos: Tensor
-                ) -> tuple[Tensor, Tensor]:
+    def encode(self, src: Tensor, mask: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The encoder alone, sequence first: ``(memory [HW, B, C], mask
+        [B, HW], pos [HW, B, C])`` from the :meth:`forward` layouts (for
+        decoders driven from outside, e.g. anchor-box queries)."""
+        self._check_inputs(src, mask, pos)
+        src = src.flatten(2).permute(2, 0, 1)
+        pos = pos.flatten(2).permute(2, 0, 1)
+        mask = mask.flatten(1)
+        return self.encoder(src, key_padding_mask=mask, pos=pos), mask, pos
+
+    def _check_inputs(self, src: Tensor, mask: Tensor, pos: Tensor) -> None:
         if src.dim() != 4 or src.shape[1] != self.d_model:
             raise ValueError(f"DETRTransformer: 'src' must be [B, {self.d_model}, H, W], got "
                              f"{tuple(src.shape)}")
         if mask.shape != (src.shape[0], *src.shape[2:]) or pos.shape != src.shape:
             raise ValueError(f"DETRTransformer: 'mask' {tuple(mask.shape)} / 'pos' "
                              f"{tuple(pos.shape)} do not match 'src' {tuple(src.shape)}")
+
+    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor, pos: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        self._check_inputs(src, mask, pos)
         batch, channels, h, w = src.shape
         src = src.flatten(2).permute(2, 0, 1)            # [HW, B, C]
         pos = pos.flatten(2).permute(2, 0, 1)

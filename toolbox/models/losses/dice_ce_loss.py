@@ -24,6 +24,9 @@ class DiceCELoss(nn.Module):
     Args:
         lambda_dice, lambda_ce: weights of the two terms (>= 0).
         class_weight: optional per-class weights of the cross-entropy ([C]).
+        dice_class_weight: optional per-class weights of the Dice term ([C],
+            background included; see ``DiceLoss(class_weight)``). MONAI's
+            ``DiceCELoss(weight=w)`` is ``class_weight=w, dice_class_weight=w``.
         include_background, squared_pred, smooth_nr, smooth_dr, batch: see
             :class:`~toolbox.models.losses.dice_loss.DiceLoss`.
         ignore_index: label of pixels left out (255).
@@ -35,7 +38,8 @@ class DiceCELoss(nn.Module):
     def __init__(self, lambda_dice: float = 1.0, lambda_ce: float = 1.0,
                  class_weight: Sequence[float] | None = None, include_background: bool = True,
                  squared_pred: bool = False, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
-                 batch: bool = False, ignore_index: int = IGNORE_INDEX, loss_weight: float = 1.0):
+                 batch: bool = False, ignore_index: int = IGNORE_INDEX, loss_weight: float = 1.0,
+                 dice_class_weight: Sequence[float] | None = None):
         super().__init__()
         if lambda_dice < 0 or lambda_ce < 0:
             raise ValueError(f"DiceCELoss: lambda_dice and lambda_ce must be >= 0, got "
@@ -46,7 +50,7 @@ class DiceCELoss(nn.Module):
         self.loss_weight = float(loss_weight)
         self.dice = DiceLoss(include_background=include_background, squared_pred=squared_pred,
                              smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch,
-                             ignore_index=ignore_index)
+                             ignore_index=ignore_index, class_weight=dice_class_weight)
         if class_weight is not None:
             class_weight = torch.as_tensor(class_weight, dtype=torch.float32)
             if class_weight.dim() != 1:
@@ -68,7 +72,7 @@ class DiceCELoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         valid = check_seg_inputs("DiceCELoss", pred, target, self.ignore_index)
-        dice = self.dice.per_class(pred, target, valid).mean()
+        dice = self.dice.reduce(self.dice.per_class(pred, target, valid))
         ce = self.cross_entropy(pred, target, valid)
         return self.loss_weight * (self.lambda_dice * dice + self.lambda_ce * ce)
 

@@ -7,9 +7,13 @@ For each image (or the whole batch with ``batch=True``) and class ``c``::
 with ``p = softmax(logits)``, ``g`` the one-hot labels and ``k = 2`` when
 ``squared_pred`` else 1, summed over the non-ignored pixels only; the loss is
 the mean over images and classes (MONAI's ``DiceLoss(to_onehot_y=True,
-softmax=True)`` convention, smoothing defaults included).
+softmax=True)`` convention, smoothing defaults included). With
+``class_weight`` each class's ``dice_c`` is multiplied by its weight before
+that (unnormalised) mean, as MONAI's ``weight``.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +55,11 @@ class DiceLoss(nn.Module):
         smooth_nr, smooth_dr: added to the numerator / denominator.
         batch: sum over the whole batch before the ratio (one Dice per class)
             instead of one per image.
+        class_weight: optional weight of every class's Dice loss ([C], one per
+            class, background included; its entry is dropped with
+            ``include_background=False``, whereas MONAI's ``DiceLoss(weight)``
+            then takes C - 1 entries). The loss stays the plain mean over
+            images and classes of ``w_c * dice_c``.
         ignore_index: label of pixels left out (255).
         loss_weight: multiplies the result.
 
@@ -59,11 +68,18 @@ class DiceLoss(nn.Module):
 
     def __init__(self, include_background: bool = True, squared_pred: bool = False,
                  smooth_nr: float = 1e-5, smooth_dr: float = 1e-5, batch: bool = False,
-                 ignore_index: int = IGNORE_INDEX, loss_weight: float = 1.0):
+                 ignore_index: int = IGNORE_INDEX, loss_weight: float = 1.0,
+                 class_weight: Sequence[float] | None = None):
         super().__init__()
         if smooth_nr < 0 or smooth_dr < 0:
             raise ValueError(f"DiceLoss: smooth_nr and smooth_dr must be >= 0, got "
                              f"{smooth_nr}, {smooth_dr}")
+        if class_weight is not None:
+            class_weight = torch.as_tensor(class_weight, dtype=torch.float32)
+            if class_weight.dim() != 1 or class_weight.numel() == 0 or class_weight.min() < 0:
+                raise ValueError("DiceLoss: 'class_weight' must be a 1-D sequence of weights "
+                                 f">= 0, one per class, got {class_weight.tolist()}")
+        self.register_buffer("class_weight", class_weight, persistent=False)
         self.include_background = bool(include_background)
         self.squared_pred = bool(squared_pred)
         self.smooth_nr = float(smooth_nr)
@@ -95,8 +111,23 @@ class DiceLoss(nn.Module):
             denominator = probs.sum(axes) + one_hot.sum(axes)
         return 1.0 - (2.0 * intersection + self.smooth_nr) / (denominator + self.smooth_dr)
 
+    def reduce(self, losses: Tensor) -> Tensor:
+        """The mean of :meth:`per_class` losses ``[B, C']`` or ``[C']``, each class
+        multiplied by its ``class_weight`` first (``C'`` = C, or C - 1 without
+        background)."""
+        weight = self.class_weight
+        if weight is None:
+            return losses.mean()
+        num_classes = losses.shape[-1] + (0 if self.include_background else 1)
+        if weight.numel() != num_classes:
+            raise ValueError(f"DiceLoss: 'class_weight' has {weight.numel()} entries for "
+                             f"{num_classes} predicted classes (background included)")
+        if not self.include_background:
+            weight = weight[1:]
+        return (losses * weight.to(losses.dtype)).mean()
+
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return self.loss_weight * self.per_class(pred, target).mean()
+        return self.loss_weight * self.reduce(self.per_class(pred, target))
 
     def extra_repr(self) -> str:
         return (f"include_background={self.include_background}, squared_pred="
