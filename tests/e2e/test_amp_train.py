@@ -16,7 +16,7 @@ from tiny_runs import tiny_run_config
 CONFIGS = {
     "single_stage": "configs/quickstart/retinanet_mobilenetv3_fpn_synth.py",
     "two_stage": "configs/faster_rcnn/faster_rcnn_mobilenetv3_fpn_synth.py",
-    "detr": "configs/detr/detr_small_synth.py",
+    "detr": "configs/detr/detr_r50_synth.py",  # the paper head (the CPU recipe trains via DETRHead.loss)
     "segmentor": "configs/unetr/unetr_2d_synth.py",
 }
 
