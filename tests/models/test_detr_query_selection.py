@@ -2,34 +2,13 @@
 skips padding, and the head's encoder losses."""
 import pytest
 import torch
-from mmengine.structures import InstanceData
 
 from toolbox.models.layers.detr_anchor_queries import inverse_sigmoid
 from toolbox.models.layers.detr_query_selection import EncoderQuerySelection, cell_proposals
-from toolbox.registry import HEADS
-from toolbox.structures import DetDataSample
+
+from detr_tiny import SAMPLES, tiny_head
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_head(**kw):
-    torch.manual_seed(0)
-    return HEADS.build(dict(type="DETRHead", num_classes=3, in_channels=8, embed_dims=16,
-                            num_queries=4, transformer=dict(nhead=2, num_encoder_layers=1,
-                                                            num_decoder_layers=2,
-                                                            dim_feedforward=32, dropout=0.0),
-                            **kw))
-
-
-def sample(boxes, labels, img_shape=(32, 32)):
-    s = DetDataSample(metainfo=dict(img_shape=img_shape, ori_shape=img_shape,
-                                    batch_input_shape=img_shape))
-    s.gt_instances = InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                                  labels=torch.tensor(labels, dtype=torch.long))
-    return s
-
-
-SAMPLES = [sample([[2, 2, 12, 14], [16, 8, 30, 30]], [0, 2]), sample([[4, 20, 20, 28]], [1])]
 
 
 def test_cell_proposals_by_hand():
