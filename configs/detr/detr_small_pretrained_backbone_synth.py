@@ -13,8 +13,11 @@
 # at 192 px instead of 6 x 6), 12 queries (at most 8 objects per image),
 # classification weight 2 in both the loss and the matching cost,
 # no-object weight 0.2, lr 2e-4 with the backbone at 0.2x.
-# On 1800 iterations at batch 8 (12 CPU minutes) it starts to learn: 0.023 AP /
-# 0.075 AP50 on the val split (docs/detr.md, benchmarks/results_detr_cpu.md).
+# On 1800 iterations at batch 8 (12 CPU minutes) it started to learn: 0.023 AP /
+# 0.075 AP50 on the val split (docs/detr.md, benchmarks/results_detr_cpu.md),
+# measured when detr_small_synth.py was the plain DETR; its base now carries the
+# convergence options (anchor-box queries, query selection, focal loss), so
+# that figure is not yet re-measured for this config.
 _base_ = ["./detr_small_synth.py"]
 model = dict(
     backbone=dict(out_indices=(2,),
