@@ -218,10 +218,10 @@ def main(argv=None) -> None:
         return
     out = args.out or (ROOT / "work_dirs" / "recipes_smoke" / "results.md" if args.smoke
                        else RESULTS)
-    rows = read_table(out)
     for recipe in args.recipes:
         for dataset in args.datasets:
             row = run_one(recipe, dataset, args.threads, args.smoke)
+            rows = read_table(out)  # re-read: another sweep may have written rows meanwhile
             rows[(recipe, dataset)] = row_cells(row, args.note)
             write_table(out, rows)  # after each run: a long sweep keeps what it did
     print(out.read_text(encoding="utf-8"))

@@ -123,3 +123,18 @@ def test_stride_from_input_needs_the_input_size():
 def test_sizes_exclude_scales():
     with pytest.raises(ValueError, match="not both"):
         AnchorGenerator(strides=(8,), scales=(4.0,), sizes=((32,),))
+
+
+def test_grid_anchors_are_cached_per_feature_map_size():
+    gen = AnchorGenerator(strides=(8, 16), scales=(4.0,), ratios=(0.5, 1.0))
+    first = gen.grid_anchors([(4, 5), (2, 3)])
+    again = gen.grid_anchors([(4, 5), (2, 3)])
+    assert all(a is b for a, b in zip(first, again))  # no recomputation
+    other = gen.grid_anchors([(3, 3), (2, 2)])
+    assert [t.shape[0] for t in other] == [3 * 3 * 2, 2 * 2 * 2]
+    fresh = [gen.single_level_grid_anchors(i, s) for i, s in enumerate([(4, 5), (2, 3)])]
+    for cached, expected in zip(gen.grid_anchors([(4, 5), (2, 3)]), fresh):
+        torch.testing.assert_close(cached, expected)
+    for k in range(AnchorGenerator.CACHE_SIZE + 2):  # bounded: old sizes fall out
+        gen.grid_anchors([(k + 1, 1), (1, 1)])
+    assert len(gen._anchor_cache) == AnchorGenerator.CACHE_SIZE

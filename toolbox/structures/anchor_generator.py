@@ -59,6 +59,7 @@ class AnchorGenerator:
     default's alternatives of what it sets.
     """
 
+    CACHE_SIZE = 16
     ALTERNATIVES = {
         "sizes": ("scales", "octave_base_scale", "scales_per_octave", "base_sizes"),
         "scales": ("octave_base_scale", "scales_per_octave", "sizes"),
@@ -116,6 +117,7 @@ class AnchorGenerator:
             self.base_anchors = [self._base_anchors(1.0, level) for level in self.sizes]
         else:
             self.base_anchors = [self._base_anchors(b) for b in self.base_sizes]
+        self._anchor_cache: dict = {}
 
     @property
     def num_levels(self) -> int:
@@ -175,10 +177,25 @@ class AnchorGenerator:
                      dtype=torch.float32, input_size: Sequence[int] | None = None
                      ) -> list[Tensor]:
         """Anchors of every level: ``list[Tensor[H_i * W_i * A, 4]]``
-        (``input_size``: the padded batch (h, w), used by ``stride_from_input``)."""
+        (``input_size``: the padded batch (h, w), used by ``stride_from_input``).
+
+        Cached per (feature-map sizes, device, dtype, input size): the same
+        tensors come back for the same shapes, so callers must not modify
+        them in place (the last ``CACHE_SIZE`` shapes are kept)."""
         self._check_sizes(featmap_sizes)
-        return [self.single_level_grid_anchors(i, size, device, dtype, input_size)
-                for i, size in enumerate(featmap_sizes)]
+        sizes = tuple((int(h), int(w)) for h, w in featmap_sizes)
+        key = (sizes, str(torch.device(device)), dtype,
+               tuple(int(v) for v in input_size[:2])
+               if self.stride_from_input and input_size is not None else None)
+        cache = self._anchor_cache
+        anchors = cache.pop(key, None)
+        if anchors is None:
+            anchors = [self.single_level_grid_anchors(i, size, device, dtype, input_size)
+                       for i, size in enumerate(sizes)]
+            if len(cache) >= self.CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+        cache[key] = anchors  # most recent last
+        return list(anchors)
 
     def valid_flags(self, featmap_sizes: Sequence[Sequence[int]], img_shape: Sequence[int],
                     device="cpu") -> list[Tensor]:

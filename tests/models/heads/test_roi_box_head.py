@@ -56,7 +56,9 @@ def test_pooled_features_match_torchvision_multiscale_roi_align():
     reference = pooler(OrderedDict((str(i), f) for i, f in enumerate(feats)), boxes,
                        [(128, 128), (128, 128)])
     assert ours.shape == (5, 4, 7, 7)
-    assert (ours - reference).abs().max().item() < 1e-6
+    # float32: on a CPU the head sums each bin's corner weights in one gather
+    # (bag_roi_align), torchvision point by point; the order differs in the last bits
+    assert (ours - reference).abs().max().item() < 1e-5
 
 
 def sample_with_gt():

@@ -3,7 +3,9 @@
 The anchor shape varies from cell to cell, so the features that score and
 refine an anchor should cover it: a 1x1 conv turns each cell's predicted
 shape ``(dw, dh)`` into the sampling offsets of a 3x3 deformable conv
-(``torchvision.ops.DeformConv2d``) applied to the features, then ReLU.
+(``torchvision.ops.DeformConv2d``; on a CPU its faster equivalent
+:class:`~toolbox.models.layers.sampled_deform_conv.SampledDeformConv2d`)
+applied to the features, then ReLU.
 The shape is detached: the adaption does not train the shape branch.
 
 With ``norm_cfg`` (e.g. GroupNorm, when the head's towers use one) a norm
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
-from torchvision.ops import DeformConv2d
+
+from toolbox.models.layers.sampled_deform_conv import SampledDeformConv2d
 
 __all__ = ["FeatureAdaption"]
 
@@ -45,7 +48,7 @@ class FeatureAdaption(nn.Module):
                              f"multiple of 'deform_groups' ({deform_groups})")
         offset_channels = 2 * kernel_size * kernel_size * deform_groups
         self.conv_offset = nn.Conv2d(shape_channels, offset_channels, 1, bias=False)
-        self.conv_adaption = DeformConv2d(in_channels, out_channels, kernel_size,
+        self.conv_adaption = SampledDeformConv2d(in_channels, out_channels, kernel_size,
                                           padding=(kernel_size - 1) // 2, bias=False)
         self.norm = build_norm_layer(norm_cfg, out_channels)[1] if norm_cfg else None
         self.relu = nn.ReLU(inplace=True)
