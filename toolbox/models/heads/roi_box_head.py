@@ -19,6 +19,7 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
@@ -204,8 +205,21 @@ class RoIBoxHead(BaseModule):
 
     def forward(self, feats: Sequence[Tensor], rois: Tensor) -> tuple[Tensor, Tensor]:
         """Class logits [K, num_classes + 1] and deltas [K, num_classes * 4]."""
-        x = self.shared_fcs(self.roi_features(feats, rois).flatten(1))
+        x = self.shared_fcs[1:](self._first_fc(self.roi_features(feats, rois)))
         return self.fc_cls(x), self.fc_reg(x)
+
+    def _first_fc(self, pooled: Tensor) -> Tensor:
+        """The first shared fc on [K, C, S, S] features. Channels-last ones (the
+        CPU RoIAlign's layout) meet the fc's weight permuted to match, which
+        moves C x S x S x out numbers instead of K x C x S x S."""
+        fc = self.shared_fcs[0]
+        channels_last = pooled.permute(0, 2, 3, 1)
+        if pooled.is_contiguous() or not channels_last.is_contiguous():
+            return fc(pooled.flatten(1))
+        count, channels, size, _ = pooled.shape
+        weight = fc.weight.view(-1, channels, size, size).permute(0, 2, 3, 1)
+        return F.linear(channels_last.reshape(count, -1), weight.reshape(fc.out_features, -1),
+                        fc.bias)
 
     @staticmethod
     def to_rois(boxes: Sequence[Tensor]) -> Tensor:

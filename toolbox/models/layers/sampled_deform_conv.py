@@ -64,7 +64,9 @@ def sampled_deform_conv2d(x: Tensor, offset: Tensor, weight: Tensor, bias: Tenso
                             grid.view(batch * groups, taps * out_h, out_w, 2), mode="bilinear",
                             padding_mode="zeros", align_corners=False)
     columns = sampled.view(batch, channels * taps, out_h * out_w)  # (channel, tap) rows
-    out = torch.matmul(weight.reshape(out_channels, channels * taps), columns)
+    # bmm on the expanded weight: no transposed copies of the columns (matmul makes them)
+    out = torch.bmm(weight.reshape(1, out_channels, channels * taps).expand(batch, -1, -1),
+                    columns)
     out = out.view(batch, out_channels, out_h, out_w)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
