@@ -12,6 +12,7 @@ unchanged except the data (the scenes base's dataset arguments) and its
         [--threads 2] [--note "2-core VM, nothing else running"]
     python benchmarks/recipes.py --smoke --recipes quickstart   # 3 iterations, 16 images
     python benchmarks/recipes.py --print-commands               # the commands only
+    python benchmarks/recipes.py --readme                       # the table's rows into README.md
 
 Results update ``benchmarks/results_recipes_cpu.md`` (one row per recipe x
 dataset; rows of recipes not re-run are kept). ``--smoke`` writes under
@@ -185,8 +186,33 @@ def write_table(path: Path, rows: dict) -> None:
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for key in sorted(rows, key=lambda k: (order.get(k[0], 99), data.get(k[1], 99))):
         lines.append("| " + " | ".join(rows[key]) + " |")
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    notes = old[old.find("\n## "):] if "\n## " in old else ""  # hand-written readings stay
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n" + notes, encoding="utf-8")
+
+
+README = ROOT / "README.md"
+README_MARKERS = ("<!-- recipes table: benchmarks/recipes.py --readme -->",
+                  "<!-- end recipes table -->")
+README_COLUMNS = ("recipe", "dataset", "wall (min)", "it/s", "COCO AP", "AP50", "APs", "VOC mAP",
+                  "AR@100", "AR@1000")
+
+
+def update_readme(rows: dict, path: Path = README) -> None:
+    """Rewrite the README's recipe table (between ``README_MARKERS``) from ``rows``."""
+    text = path.read_text(encoding="utf-8")
+    start, end = (text.find(m) for m in README_MARKERS)
+    if start < 0 or end < start:
+        raise SystemExit(f"{path}: markers {README_MARKERS} not found")
+    order = {name: i for i, name in enumerate(RECIPES)}
+    data = {name: i for i, name in enumerate(DATASET_BASES)}
+    index = [COLUMNS.index(c) for c in README_COLUMNS]
+    lines = ["| " + " | ".join(README_COLUMNS) + " |", "|" + "---|" * len(README_COLUMNS)]
+    for key in sorted(rows, key=lambda k: (data.get(k[1], 99), order.get(k[0], 99))):
+        lines.append("| " + " | ".join(rows[key][i] for i in index) + " |")
+    body = README_MARKERS[0] + "\n" + "\n".join(lines) + "\n"
+    path.write_text(text[:start] + body + text[end:], encoding="utf-8")
 
 
 def row_cells(row: dict, note: str) -> list[str]:
@@ -208,9 +234,14 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"the table (default {RESULTS.relative_to(ROOT)}; with --smoke "
                              "work_dirs/recipes_smoke/results.md)")
+    parser.add_argument("--readme", action="store_true",
+                        help="copy the results table's rows into README.md and exit")
     parser.add_argument("--print-commands", action="store_true",
                         help="print the training commands and exit")
     args = parser.parse_args(argv)
+    if args.readme:
+        update_readme(read_table(args.out or RESULTS))
+        return
     if args.print_commands:
         for recipe in args.recipes:
             for dataset in args.datasets:
