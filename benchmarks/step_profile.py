@@ -24,6 +24,7 @@ import contextlib
 import statistics
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -37,14 +38,12 @@ DEFAULT = ("retinanet", "faster_rcnn", "ga_retinanet", "ga_faster_rcnn")
 
 def _parts():
     """``(label, owner, attribute)`` of every function timed as a part."""
-    import toolbox.models.detectors.two_stage as two_stage  # noqa: F401
     import toolbox.models.heads.dense as dense
     import toolbox.models.layers.anchor_guidance as guidance
     from toolbox.models.heads.roi_box_head import RoIBoxHead
     from toolbox.models.heads.rpn_head import RPNHead
     from toolbox.models.layers.feature_adaption import FeatureAdaption
     from toolbox.structures import AnchorGenerator, MaxIoUAssigner
-    from toolbox.structures import nms
     from toolbox.structures.random_sampler import RandomSampler
     return [
         ("anchors: grid_anchors", AnchorGenerator, "grid_anchors"),
@@ -57,7 +56,6 @@ def _parts():
         ("GA feature adaption fwd", FeatureAdaption, "forward"),
         ("RPN proposals (decode + NMS)", RPNHead, "predict_by_feat"),
         ("NMS: proposal_nms", dense, "proposal_nms"),
-        ("NMS: batched", nms, "batched_nms_postprocess"),
         ("RoI sampling (assign + sample)", RoIBoxHead, "_sample_rois"),
         ("RoIAlign fwd (roi_features)", RoIBoxHead, "roi_features"),
     ]
@@ -65,9 +63,13 @@ def _parts():
 
 @contextlib.contextmanager
 def annotated(parts):
-    """Wrap each part in ``torch.profiler.record_function(label)``."""
+    """Wrap each ``(label, owner, attribute)`` part in
+    ``torch.profiler.record_function(label)``; the owner is a class, a Python
+    module (functions are patched where their callers look them up) or an
+    object (e.g. a model's backbone: its bound method is shadowed)."""
     saved = []
     for label, owner, attr in parts:
+        on_instance = not isinstance(owner, (type, types.ModuleType))
         original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
         static = isinstance(original, staticmethod)
         func = original.__func__ if static else original
@@ -76,12 +78,15 @@ def annotated(parts):
             with torch.profiler.record_function(__label):
                 return __func(*args, **kwargs)
         setattr(owner, attr, staticmethod(wrapper) if static else wrapper)
-        saved.append((owner, attr, original))
+        saved.append((owner, attr, None if on_instance else original))
     try:
         yield
     finally:
         for owner, attr, original in reversed(saved):
-            setattr(owner, attr, original)
+            if original is None:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, original)
 
 
 def build(name: str):
@@ -137,28 +142,18 @@ def _module_parts(model):
             parts.append((f"{attr} forward", head, "forward"))
             parts.append((f"{attr} loss (incl. forward)", head,
                           "loss_and_predict" if attr == "rpn_head" else "loss"))
-    return [(label, mod, attr, getattr(mod, attr)) for label, mod, attr in parts]
+    return parts
 
 
 def profile(model, data, steps: int) -> dict[str, float]:
     """ms per step of every part and of the big backward nodes."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
-    parts = _module_parts(model)
-    for label, mod, attr, func in parts:
-        def wrapper(*args, __func=func, __label=label, **kwargs):
-            with torch.profiler.record_function(__label):
-                return __func(*args, **kwargs)
-        setattr(mod, attr, wrapper)
-    try:
-        with annotated(_parts()), torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            for batch in data[:steps]:
-                step_parts(model, batch)
-    finally:
-        for _, mod, attr, _ in parts:
-            delattr(mod, attr)
-    labels = {label for label, _, _, _ in parts} | {label for label, _, _ in _parts()}
-    labels |= {"backward (all)"}
+    parts = _module_parts(model) + _parts()
+    with annotated(parts), torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in data[:steps]:
+            step_parts(model, batch)
+    labels = {label for label, _, _ in parts} | {"backward (all)"}
     out = {}
     for event in prof.key_averages():
         key = event.key
