@@ -88,8 +88,8 @@ def bag_roi_align(feats: Sequence[Tensor], rois: Tensor, levels: Tensor, output_
     else:  # torchvision: ceil(roi size / output size) points per bin, per RoI
         grids = torch.stack([torch.ceil(roi_h / size), torch.ceil(roi_w / size)], 1).long()
     grids = grids.clamp(min=0)
-    # one bag per output bin, in RoI order: each RoI's bins take grid_h * grid_w
-    # points x 4 corners; RoIs with the same grid are laid out together
+    # one bag per output bin, in RoI order: each of a RoI's bins holds its
+    # grid_h * grid_w points x 4 corners; RoIs sharing a grid are filled in together
     per_bin = grids[:, 0] * grids[:, 1] * 4
     ends = (per_bin * size * size).cumsum(0)
     index = torch.zeros(int(ends[-1]), dtype=torch.long, device=device)
@@ -108,6 +108,7 @@ def bag_roi_align(feats: Sequence[Tensor], rois: Tensor, levels: Tensor, output_
                  + torch.arange(length, device=device)[None]).flatten()
         index[where] = bin_index.flatten()
         weight[where] = bin_weight.flatten()
-    offsets = torch.cat([ends.new_zeros(1), (per_bin.repeat_interleave(size * size)).cumsum(0)[:-1]])
+    bag_sizes = per_bin.repeat_interleave(size * size)
+    offsets = torch.cat([ends.new_zeros(1), bag_sizes.cumsum(0)[:-1]])
     pooled = F.embedding_bag(index, table, offsets, per_sample_weights=weight, mode="sum")
     return pooled.view(count, size, size, channels).permute(0, 3, 1, 2)
