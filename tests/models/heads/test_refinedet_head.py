@@ -237,6 +237,32 @@ def test_one_step_ablation_has_no_arm():
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
 
 
+def test_arm_stacked_convs_put_a_tower_under_the_arm_only():
+    gn = dict(type="GN", num_groups=8)
+    plain, towered = tiny_head(norm_cfg=gn), tiny_head(arm_stacked_convs=2, norm_cfg=gn)
+    assert not any(k.startswith("arm_convs") for k in plain.state_dict())  # the paper's layout
+    first = towered.arm_convs[1][0]
+    assert first.conv.in_channels == 24 and first.conv.out_channels == 32
+    assert isinstance(first.norm, nn.GroupNorm) and first.conv.bias is None
+    assert towered.arm_cls[0].in_channels == 32 and towered.arm_reg[1].in_channels == 32
+    # per level: 3x3 convs c -> 32 and 32 -> 32 (no bias) + two GroupNorms
+    tower = sum(9 * c * 32 + 9 * 32 * 32 + 4 * 32 for c in (16, 24))
+    arm_now = sum(9 * 32 * k + k for k in (6, 12)) * 2
+    arm_was = sum(9 * c * k + k for c in (16, 24) for k in (6, 12))
+    count = sum(p.numel() for p in plain.parameters())
+    assert sum(p.numel() for p in towered.parameters()) == count - arm_was + arm_now + tower
+    # the ARM predictors see the tower's output; the ODM's path is untouched
+    fs = feats_rd()
+    arm_cls, _, odm_cls, _ = towered(fs)
+    assert arm_cls[0].shape == (2, 6, 8, 8)
+    expect = towered.arm_cls[0](towered.arm_convs[0](fs[0]))
+    assert torch.equal(arm_cls[0], expect)
+    towered.arm_convs[0][0].conv.weight.data.zero_()
+    assert torch.equal(towered(fs)[2][0], odm_cls[0])
+    with pytest.raises(ValueError, match="arm_stacked_convs"):
+        tiny_head(arm_stacked_convs=-1)
+
+
 # ------------------------------------------------------------------ overfit
 class TinyStrideBackbone(Backbone):
     """Stand-in backbone: maps of 16 and 24 channels at strides 8 and 16."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
@@ -79,6 +80,11 @@ class RefineDetHead(BaseModule):
             the default without ``input_shape``).
         feat_channels: width of the TCB / ODM features (256 in the paper).
         use_arm: False for the one-step ablation (ODM on the plain anchors).
+        arm_stacked_convs: 3x3 convs (``feat_channels`` wide, ``norm_cfg``,
+            ReLU) per level between the backbone feature and the ARM's two
+            predictors, shared by both (0, the paper: the predictors sit on
+            the backbone feature itself). For backbones whose stage outputs
+            are narrow and shallow (MobileNetV3-Small: 16 channels at stride 4).
         neg_anchor_thr: theta of negative anchor filtering (ARM background
             probability above which an anchor is dropped from the ODM).
         neg_pos_ratio: hard negatives kept per positive, per image.
@@ -104,7 +110,8 @@ class RefineDetHead(BaseModule):
 
     def __init__(self, num_classes: int, in_channels: int | Sequence[int] | None = None,
                  strides: Sequence[int] | None = None, feat_channels: int = 256,
-                 use_arm: bool = True, neg_anchor_thr: float = 0.99, neg_pos_ratio: float = 3.0,
+                 use_arm: bool = True, arm_stacked_convs: int = 0,
+                 neg_anchor_thr: float = 0.99, neg_pos_ratio: float = 3.0,
                  anchor_generator: dict | None = None, arm_assigner: dict | None = None,
                  odm_assigner: dict | None = None, bbox_coder: dict | None = None,
                  loss_bbox: dict | None = None, norm_cfg: dict | None = None,
@@ -126,6 +133,9 @@ class RefineDetHead(BaseModule):
             raise ValueError(f"RefineDetHead: 'in_channels' has {len(in_channels)} levels "
                              f"{in_channels} but 'strides' has {len(self.strides)} "
                              f"{self.strides}; give one of each per input level")
+        if not isinstance(arm_stacked_convs, int) or arm_stacked_convs < 0:
+            raise ValueError("RefineDetHead: 'arm_stacked_convs' must be an int >= 0, "
+                             f"got {arm_stacked_convs!r}")
         if not 0.0 < neg_anchor_thr <= 1.0:
             raise ValueError("RefineDetHead: 'neg_anchor_thr' must be in (0, 1], "
                              f"got {neg_anchor_thr}")
@@ -135,6 +145,7 @@ class RefineDetHead(BaseModule):
         self.in_channels = in_channels
         self.feat_channels = int(feat_channels)
         self.use_arm = bool(use_arm)
+        self.arm_stacked_convs = arm_stacked_convs if self.use_arm else 0
         self.neg_anchor_thr = float(neg_anchor_thr)
         self.neg_pos_ratio = float(neg_pos_ratio)
 
@@ -162,10 +173,10 @@ class RefineDetHead(BaseModule):
         anchors = self.num_base_priors = self.prior_generator.num_base_anchors
         self.cls_out_channels = num_classes + 1  # softmax, background last
         if self.use_arm:
-            self.arm_cls = nn.ModuleList(nn.Conv2d(c, anchors * 2, 3, padding=1)
-                                         for c in in_channels)
-            self.arm_reg = nn.ModuleList(nn.Conv2d(c, anchors * 4, 3, padding=1)
-                                         for c in in_channels)
+            self.arm_convs = nn.ModuleList(self._arm_tower(c, norm_cfg) for c in in_channels)
+            arm_in = [self.feat_channels if self.arm_stacked_convs else c for c in in_channels]
+            self.arm_cls = nn.ModuleList(nn.Conv2d(c, anchors * 2, 3, padding=1) for c in arm_in)
+            self.arm_reg = nn.ModuleList(nn.Conv2d(c, anchors * 4, 3, padding=1) for c in arm_in)
         last = len(in_channels) - 1
         self.tcbs = nn.ModuleList(
             TransferConnectionBlock(c, self.feat_channels, has_upper=i < last, norm_cfg=norm_cfg)
@@ -175,6 +186,11 @@ class RefineDetHead(BaseModule):
         self.odm_reg = nn.ModuleList(nn.Conv2d(self.feat_channels, anchors * 4, 3, padding=1)
                                      for _ in in_channels)
         self._default_init()
+
+    def _arm_tower(self, in_channels: int, norm_cfg: dict | None) -> nn.Sequential:
+        widths = [in_channels] + [self.feat_channels] * self.arm_stacked_convs
+        return nn.Sequential(*(ConvModule(a, b, 3, padding=1, norm_cfg=norm_cfg)
+                               for a, b in zip(widths, widths[1:])))
 
     def _default_init(self) -> None:
         """Xavier-uniform convs with zero biases (the authors' Caffe fillers)."""
@@ -203,8 +219,9 @@ class RefineDetHead(BaseModule):
                                  f"(in_channels {self.in_channels}), got {tuple(feat.shape)}")
         arm_cls = arm_reg = None
         if self.use_arm:
-            arm_cls = [conv(f) for conv, f in zip(self.arm_cls, feats)]
-            arm_reg = [conv(f) for conv, f in zip(self.arm_reg, feats)]
+            arm_feats = [tower(f) for tower, f in zip(self.arm_convs, feats)]
+            arm_cls = [conv(f) for conv, f in zip(self.arm_cls, arm_feats)]
+            arm_reg = [conv(f) for conv, f in zip(self.arm_reg, arm_feats)]
         odm_feats: list[Tensor] = [None] * len(feats)
         upper = None
         for level in reversed(range(len(feats))):  # top-down through the TCBs
