@@ -162,3 +162,20 @@ def test_overfit_single_image_recovers_box_in_original_coordinates(overfit):
                            flip=True, flip_direction="horizontal")
     expected = torch.tensor([[(64 - 40) / 0.5, 12 / 0.64, (64 - 10) / 0.5, 44 / 0.64]])
     assert box_iou(box[None], expected).item() > 0.7
+
+
+def test_without_feature_adaption_the_predictors_read_the_tower_features():
+    """The paper's ablation: no deformable adaption, same guided anchors."""
+    head = tiny_head(feature_adaption=False)
+    assert head.adapt_cls is None and head.adapt_reg is None
+    adapted = tiny_head()
+    assert (sum(p.numel() for p in adapted.parameters()) - sum(p.numel() for p in head.parameters())
+            == sum(p.numel() for m in (adapted.adapt_cls, adapted.adapt_reg)
+                   for p in m.parameters()))
+    x = feats(1)
+    cls, reg, shape, _ = head(x)
+    for level, feat in enumerate(x):
+        assert torch.allclose(cls[level], head.retina_cls(head.cls_convs(feat)))
+        assert torch.allclose(reg[level], head.retina_reg(head.reg_convs(feat)))
+    losses = head.loss_by_feat(*head(feats(1)), [sample([[8.0, 8.0, 40.0, 36.0]])])
+    assert all(torch.isfinite(v) for v in losses.values())

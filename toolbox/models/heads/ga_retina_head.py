@@ -82,6 +82,9 @@ class GARetinaHead(RetinaHead):
             (after their deformable conv); None for conv + ReLU (the paper).
         test_cfg: ``nms_pre``, ``score_thr``, ``iou_thr``, ``max_per_img``.
         prior_prob: initial foreground probability (classifier bias).
+        feature_adaption: False drops the two adaptions (the paper's ablation
+            "w/o feature adaption"): the classifier and regressor read the
+            towers' features, the shapes still set the anchors.
         input_shape: the input levels' :class:`FeatureSpec`.
     """
 
@@ -103,9 +106,11 @@ class GARetinaHead(RetinaHead):
                  loss_shape: dict | None = None, loss_cls: dict | None = None,
                  loss_bbox: dict | None = None, norm_cfg: dict | None = None,
                  test_cfg: dict | None = None, prior_prob: float = 0.01,
+                 feature_adaption: bool = True,
                  input_shape: Sequence[FeatureSpec] | None = None, init_cfg=None):
         # read by _build_layers while RetinaHead.__init__ builds the layers
-        self.guidance_args = dict(sigma=sigma, center_ratio=center_ratio,
+        self.guidance_args = dict(feature_adaption=feature_adaption, sigma=sigma,
+                                  center_ratio=center_ratio,
                                   ignore_ratio=ignore_ratio, shape_assigner=shape_assigner,
                                   loc_filter_thr=loc_filter_thr, loss_loc=loss_loc,
                                   loss_shape=loss_shape)
@@ -131,10 +136,14 @@ class GARetinaHead(RetinaHead):
         self.num_base_priors = 1
         self.cls_convs = self._tower(norm_cfg)
         self.reg_convs = self._tower(norm_cfg)
-        self.adapt_cls = FeatureAdaption(last, self.feat_channels, norm_cfg=norm_cfg)
-        self.adapt_reg = FeatureAdaption(last, self.feat_channels, norm_cfg=norm_cfg)
-        self.retina_cls = nn.Conv2d(self.feat_channels, self.num_classes, 3, padding=1)
-        self.retina_reg = nn.Conv2d(self.feat_channels, 4, 3, padding=1)
+        adapt = args["feature_adaption"]
+        self.adapt_cls, self.adapt_reg = (
+            (FeatureAdaption(last, self.feat_channels, norm_cfg=norm_cfg),
+             FeatureAdaption(last, self.feat_channels, norm_cfg=norm_cfg))
+            if adapt else (None, None))
+        width = self.feat_channels if adapt else last
+        self.retina_cls = nn.Conv2d(width, self.num_classes, 3, padding=1)
+        self.retina_reg = nn.Conv2d(width, 4, 3, padding=1)
 
     def _default_init(self) -> None:
         """Normal(0, 0.01) convs, classifier bias so that p(fg) = prior_prob,
@@ -147,8 +156,9 @@ class GARetinaHead(RetinaHead):
                     nn.init.zeros_(module.bias)
         nn.init.constant_(self.retina_cls.bias, -math.log((1 - self.prior_prob) / self.prior_prob))
         self.guidance.init_weights()
-        self.adapt_cls.init_weights()
-        self.adapt_reg.init_weights()
+        for adaption in (self.adapt_cls, self.adapt_reg):
+            if adaption is not None:
+                adaption.init_weights()
 
     @property
     def last_num_anchors(self) -> list[int]:
@@ -168,8 +178,11 @@ class GARetinaHead(RetinaHead):
         for feat in feats:
             cls_feat, reg_feat = self.cls_convs(feat), self.reg_convs(feat)
             loc_pred, shape_pred = self.guidance(cls_feat, reg_feat)
-            cls_scores.append(self.retina_cls(self.adapt_cls(cls_feat, shape_pred)))
-            bbox_preds.append(self.retina_reg(self.adapt_reg(reg_feat, shape_pred)))
+            if self.adapt_cls is not None:
+                cls_feat = self.adapt_cls(cls_feat, shape_pred)
+                reg_feat = self.adapt_reg(reg_feat, shape_pred)
+            cls_scores.append(self.retina_cls(cls_feat))
+            bbox_preds.append(self.retina_reg(reg_feat))
             shape_preds.append(shape_pred)
             loc_preds.append(loc_pred)
         return cls_scores, bbox_preds, shape_preds, loc_preds
