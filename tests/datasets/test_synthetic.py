@@ -40,6 +40,18 @@ def test_same_parameters_same_bytes(tmp_path):
     assert other["JPEGImages/train_000000.jpg"] != a["JPEGImages/train_000000.jpg"]
 
 
+def test_generation_takes_every_usable_core_for_large_splits(monkeypatch):
+    monkeypatch.setattr(gen.sys, "platform", "linux")
+    monkeypatch.setattr(gen.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert gen.generation_workers(1250) == 2  # the quickstart's splits on 2 cores
+    assert gen.generation_workers(150) == 1  # small splits stay in one process
+    monkeypatch.setattr(gen.os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    assert gen.generation_workers(1250) == 8  # capped at 8, and at one per 100 images
+    assert gen.generation_workers(300) == 3
+    monkeypatch.setattr(gen.sys, "platform", "darwin")
+    assert gen.generation_workers(1250) == 1
+
+
 def test_coco_and_voc_agree_and_masks_match_boxes(tiny_synthetic):
     coco = DATASETS.build(dict(type="SyntheticCocoDataset", data_root=tiny_synthetic,
                                split="val", num_images=8, image_size=96, with_mask=True,

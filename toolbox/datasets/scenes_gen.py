@@ -30,14 +30,13 @@ import hashlib
 import json
 import multiprocessing
 import os
-import sys
 import zlib
 from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 
-from toolbox.datasets.synthetic_generation import voc_xml
+from toolbox.datasets.synthetic_generation import generation_workers, voc_xml
 from toolbox.datasets.scenes_draw import background, distractors, fill_object, shape_mask
 from toolbox.errors import DataError
 
@@ -288,20 +287,13 @@ def _plan(spec: SceneSpec):
             for i in range(n)]
 
 
-def _auto_workers(num_images: int) -> int:
-    # fork is cheap and safe here (the children only draw and write files)
-    if not sys.platform.startswith("linux") or num_images < 200:
-        return 1
-    return max(1, min((os.cpu_count() or 1) // 2, 8, num_images // 100))
-
-
 def generate(spec: SceneSpec, out_dir: str, workers: int | None = None) -> dict:
     """Write one split into ``out_dir``; return its statistics."""
     for sub in ("JPEGImages", "Annotations", "annotations", "ImageSets/Main",
                 "ImageSets/Segmentation", "SegmentationClass"):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     jobs = [(spec, out_dir, i, *plan) for i, plan in enumerate(_plan(spec))]
-    workers = _auto_workers(spec.num_images) if workers is None else workers
+    workers = generation_workers(spec.num_images) if workers is None else workers
     if workers > 1:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             records = pool.starmap(_render_one, jobs, chunksize=16)

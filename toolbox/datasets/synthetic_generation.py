@@ -365,12 +365,16 @@ def _render_one(spec: SyntheticSpec, out_dir: str, i: int, wanted: list[int]) ->
     return objects
 
 
-def _auto_workers(num_images: int) -> int:
-    # fork is cheap and safe here (the children only draw and write files);
-    # elsewhere stay in one process. Half the cores: leave room for the rest.
+def generation_workers(num_images: int) -> int:
+    """Processes to draw a split with: every core this process may use (up
+    to 8, one per 100 images). Generation runs before training, alone, so
+    it takes the whole machine (on 2 cores the quickstart's 1250 images
+    take ~9 s instead of ~18 s); fork is cheap and safe here (the children
+    only draw and write files), elsewhere it stays in one process."""
     if not sys.platform.startswith("linux") or num_images < 200:
         return 1
-    return max(1, min((os.cpu_count() or 1) // 2, 8, num_images // 100))
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, 8, num_images // 100))
 
 
 def generate(spec: SyntheticSpec, out_dir: str, workers: int | None = None) -> dict:
@@ -394,7 +398,7 @@ def generate(spec: SyntheticSpec, out_dir: str, workers: int | None = None) -> d
     bounds = np.concatenate([[0], np.cumsum(per_image)])
     jobs = [(spec, out_dir, i, labels[bounds[i]:bounds[i + 1]].tolist())
             for i in range(spec.num_images)]
-    workers = _auto_workers(spec.num_images) if workers is None else workers
+    workers = generation_workers(spec.num_images) if workers is None else workers
     if workers > 1:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             all_objects = pool.starmap(_render_one, jobs, chunksize=16)
